@@ -1,0 +1,3 @@
+from .multi_exit_head import MultiExitHead
+
+__all__ = ['MultiExitHead']
