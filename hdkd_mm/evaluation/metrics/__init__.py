@@ -1,0 +1,3 @@
+from .multi_exit_accuracy import MultiExitAccuracy, exit_topk_accuracy
+
+__all__ = ['MultiExitAccuracy', 'exit_topk_accuracy']
