@@ -1,1 +1,12 @@
+"""Datasets: a seeded held-out split wrapper (with CIFAR(X)/ImageNet(X)
+subsets) and local-files-only versions of MMPretrain's dataset classes."""
+from .local import (LocalCIFAR10, LocalCIFAR100, LocalFashionMNIST,
+                    LocalImageNet)
+from .splits import HeldOutSplit, check_disjoint, split_indices
+from .transforms import CenterPad, GrayToRGB
 
+__all__ = [
+    'HeldOutSplit', 'check_disjoint', 'split_indices', 'LocalCIFAR10',
+    'LocalCIFAR100', 'LocalFashionMNIST', 'LocalImageNet', 'CenterPad',
+    'GrayToRGB'
+]
