@@ -1,1 +1,3 @@
+from .msdnet import MSDNet
 
+__all__ = ['MSDNet']
