@@ -1,10 +1,8 @@
 """Held-out splits, CIFAR(X) subsets and the local dataset classes, on tiny
 files written in the real formats (and on Debian's Fashion-MNIST files when
 the package is installed)."""
-import gzip
 import os.path as osp
 import pickle
-import struct
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 import hdkd_mm  # noqa: F401
+from tiny_data import write_fashion_mnist
 from hdkd_mm.datasets import (CenterPad, GrayToRGB, HeldOutSplit,
                               LocalFashionMNIST, check_disjoint, split_indices)
 from mmpretrain.datasets import CIFAR100, FashionMNIST, ImageNet
@@ -75,33 +74,7 @@ def _write_cifar100(root, n_train_per_class=8, n_test_per_class=2, seed=0):
     return out
 
 
-def _idx_bytes(arr: np.ndarray) -> bytes:
-    """An idx file: magic (0, 0, 0x08 = uint8, ndim), big-endian dims, data."""
-    head = struct.pack('>BBBB', 0, 0, 8, arr.ndim)
-    head += b''.join(struct.pack('>I', d) for d in arr.shape)
-    return head + arr.astype(np.uint8).tobytes()
 
-
-def _write_fmnist(root, per_class=(6, 2), compressed=True, seed=0):
-    import os
-    os.makedirs(root, exist_ok=True)
-    rng = np.random.RandomState(seed)
-    out = {}
-    for prefix, per in zip(('train', 't10k'), per_class):
-        labels = np.repeat(np.arange(10), per)
-        rng.shuffle(labels)
-        imgs = rng.randint(1, 256, (len(labels), 28, 28)).astype(np.uint8)
-        for kind, arr in (('images-idx3', imgs), ('labels-idx1', labels)):
-            name = f'{prefix}-{kind}-ubyte'
-            payload = _idx_bytes(arr)
-            if compressed:
-                with gzip.open(osp.join(root, name + '.gz'), 'wb') as f:
-                    f.write(payload)
-            else:
-                with open(osp.join(root, name), 'wb') as f:
-                    f.write(payload)
-        out[prefix] = (imgs, labels)
-    return out
 
 
 def _write_imagenet(root, n_classes=3, per_class=8, seed=0):
@@ -371,7 +344,7 @@ def test_split_indices_stratified_and_random():
 
 # -- Fashion-MNIST ---------------------------------------------------------
 def test_fashion_mnist_gz_files_through_config(tmp_path):
-    raw = _write_fmnist(str(tmp_path / 'gz'))
+    raw = write_fashion_mnist(str(tmp_path / 'gz'))
     cfg = _cfg('fashion_mnist_heldout.py', tmp_path / 'gz', heldout_size=10)
     train, held = _build(cfg,
                          'train_dataloader'), _build(cfg, 'heldout_dataloader')
@@ -392,7 +365,7 @@ def test_fashion_mnist_gz_files_through_config(tmp_path):
     assert x[:, :2].sum() == 0 and x[:, :, 30:].sum() == 0
     assert train[0]['inputs'].shape == (3, 32, 32)
     # extracted files are read the same way (MMPretrain's own reader)
-    _write_fmnist(str(tmp_path / 'raw'), compressed=False)
+    write_fashion_mnist(str(tmp_path / 'raw'), compressed=False)
     ext = LocalFashionMNIST(data_root=str(tmp_path / 'raw'), split='train')
     assert np.array_equal(ext.get_gt_labels(), raw['train'][1])
     assert np.array_equal(ext.get_data_info(7)['img'], raw['train'][0][7])

@@ -22,7 +22,10 @@ def build_model_from_checkpoint(cfg, checkpoint: str) -> torch.nn.Module:
     mode. A checkpoint with another number of exits than the config is an
     error that names both numbers."""
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    model = MODELS.build(cfg.model)
+    model_cfg = cfg.model.copy()
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    model = MODELS.build(model_cfg)
     ckpt = torch.load(checkpoint, map_location='cpu', weights_only=False)
     state = ckpt.get('state_dict', ckpt)
     found, expected = checkpoint_num_exits(state), model.num_exits

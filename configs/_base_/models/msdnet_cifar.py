@@ -25,3 +25,8 @@ model = dict(
         in_channels=None,  # inferred from the backbone's exit_channels
         variant='cifar',
         loss=dict(type='DenseKDLoss', scheme='msdnet')))
+
+# Like the reference implementation, MSDNets with fewer blocks than the
+# paper's compute finer scales in their last block that no exit reads; DDP
+# must be told that those parameters get no gradient.
+find_unused_parameters = True

@@ -1,0 +1,61 @@
+"""Tiny data sets written in the real on-disk formats, shared by the tests."""
+import gzip
+import os
+import os.path as osp
+import struct
+
+import numpy as np
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    """An idx file: magic (0, 0, 0x08 = uint8, ndim), big-endian dims, data."""
+    head = struct.pack('>BBBB', 0, 0, 8, arr.ndim)
+    head += b''.join(struct.pack('>I', d) for d in arr.shape)
+    return head + arr.astype(np.uint8).tobytes()
+
+
+def write_fashion_mnist(root, per_class=(6, 2), compressed=True, seed=0,
+                        learnable=False):
+    """Write Fashion-MNIST-format idx files (train/t10k) under ``root``.
+
+    With ``learnable=True`` each class gets its own bright square on a noisy
+    background, so that a few iterations of training can fit it.
+    Returns ``{'train': (images, labels), 't10k': (images, labels)}``.
+    """
+    os.makedirs(root, exist_ok=True)
+    rng = np.random.RandomState(seed)
+    out = {}
+    for prefix, per in zip(('train', 't10k'), per_class):
+        labels = np.repeat(np.arange(10), per)
+        rng.shuffle(labels)
+        imgs = rng.randint(1, 256, (len(labels), 28, 28)).astype(np.uint8)
+        if learnable:
+            imgs //= 4
+            for img, label in zip(imgs, labels):
+                r, c = divmod(int(label), 4)
+                img[4 + 6 * r:9 + 6 * r, 4 + 6 * c:9 + 6 * c] = 255
+        for kind, arr in (('images-idx3', imgs), ('labels-idx1', labels)):
+            name = f'{prefix}-{kind}-ubyte'
+            payload = idx_bytes(arr)
+            if compressed:
+                with gzip.open(osp.join(root, name + '.gz'), 'wb') as f:
+                    f.write(payload)
+            else:
+                with open(osp.join(root, name), 'wb') as f:
+                    f.write(payload)
+        out[prefix] = (imgs, labels)
+    return out
+
+
+def fashion_mnist_overrides(root, heldout_size=20, batch_size=8):
+    """``--cfg-options`` that point a fashion_mnist_heldout-based config at
+    ``root`` with a small held-out split and small batches."""
+    opts = {}
+    for key in ('train_dataloader', 'heldout_dataloader'):
+        opts[f'{key}.dataset.dataset.data_root'] = root
+        opts[f'{key}.dataset.heldout_size'] = heldout_size
+        opts[f'{key}.batch_size'] = batch_size
+    for key in ('val_dataloader', 'test_dataloader'):
+        opts[f'{key}.dataset.data_root'] = root
+        opts[f'{key}.batch_size'] = batch_size
+    return opts
