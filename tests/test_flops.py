@@ -256,3 +256,21 @@ def test_get_flops_tool_writes_json_and_table(tmp_path, monkeypatch, capsys):
     assert shaped['input_shape'] == [3, 192, 192]
     assert shaped['exits'][0]['mflops'] == pytest.approx(
         default['exits'][0]['mflops'] * (192 / 224)**2, rel=0.02)
+
+
+@pytest.mark.parametrize('config, options, reference', [
+    ('configs/msdnet/msdnet_cifar100.py', {}, CIFAR_REFERENCE[8]),
+    ('configs/msdnet/msdnet_cifar100.py', {'model.backbone.nBlocks': 5},
+     CIFAR_REFERENCE[5]),
+    ('configs/msdnet/msdnet_imagenet.py', {}, IMAGENET_REFERENCE[4]),
+    ('configs/msdnet/msdnet_imagenet.py',
+     {'model.backbone.step': 7, 'model.backbone.base': 7},
+     IMAGENET_REFERENCE[7]),
+])
+def test_get_flops_on_the_paper_configs(config, options, reference):
+    """The user-facing configs themselves give the reference numbers."""
+    rows = _load_tool().get_flops(osp.join(ROOT, config),
+                                  cfg_options=options)['exits']
+    mflops, params = reference
+    assert [r['mflops'] for r in rows] == pytest.approx(mflops, rel=0.01)
+    assert rows[-1]['params_m'] == pytest.approx(params, rel=0.01)
