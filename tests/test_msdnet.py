@@ -136,3 +136,41 @@ def test_init_weights_as_the_reference():
 def test_invalid_arguments_raise_clear_errors(override, match):
     with pytest.raises(ValueError, match=match):
         MSDNet(**dict(TINY_CIFAR, **override))
+
+
+def _exit_loss_grads(net, x, exit_index):
+    net.zero_grad()
+    feats = net(x)
+    feats[exit_index].square().mean().backward()
+    return {n: p.grad.clone() for n, p in net.named_parameters()
+            if p.grad is not None}
+
+
+def test_gradient_equilibrium_rescales_gradients_only():
+    """Impr's gradient equilibrium: same forward values; a loss on exit 1
+    reaches block 1 with 1/K of its gradient; the last exit's own block is
+    untouched."""
+    torch.manual_seed(0)
+    plain = MSDNet(**TINY_CIFAR).double()
+    balanced = MSDNet(**TINY_CIFAR, gradient_equilibrium=True).double()
+    balanced.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    for a, b in zip(plain(x), balanced(x)):
+        assert torch.equal(a, b)
+    num_exits = TINY_CIFAR['nBlocks']
+    g_plain = _exit_loss_grads(plain, x, 0)
+    g_balanced = _exit_loss_grads(balanced, x, 0)
+    assert g_plain.keys() == g_balanced.keys()
+    for name, grad in g_plain.items():
+        torch.testing.assert_close(g_balanced[name], grad / num_exits,
+                                   rtol=1e-9, atol=1e-15)  # float64 rounding
+    g_plain = _exit_loss_grads(plain, x, num_exits - 1)
+    g_balanced = _exit_loss_grads(balanced, x, num_exits - 1)
+    last = f'blocks.{num_exits - 1}.'
+    last_block = [n for n in g_plain if n.startswith(last)]
+    assert last_block
+    for name in last_block:
+        torch.testing.assert_close(g_balanced[name], g_plain[name],
+                                   rtol=1e-9, atol=1e-15)  # float64 rounding
+    earlier = [n for n in g_plain if not n.startswith(last)]
+    assert any(not torch.allclose(g_balanced[n], g_plain[n]) for n in earlier)

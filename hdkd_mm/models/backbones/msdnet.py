@@ -46,6 +46,13 @@ from mmpretrain.registry import MODELS
 Tensors = List[torch.Tensor]
 
 
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Identity in the forward pass; multiplies the gradient by ``scale`` in
+    the backward pass (the value is exactly ``x``)."""
+    detached = x.detach()
+    return detached + scale * (x - detached)
+
+
 class ConvBasic(nn.Sequential):
     """conv-BN-ReLU (no conv bias): ``(N, in, H, W) -> (N, out, H', W')``."""
 
@@ -226,6 +233,12 @@ class MSDNet(BaseModule):
         stem (str): ``'cifar'`` (conv3x3, for 32×32 inputs) or
             ``'imagenet'`` (conv7x7/2 + maxpool, for 224×224 inputs).
         in_channels (int): image channels. Default 3.
+        gradient_equilibrium (bool): the gradient equilibrium of Li et al.
+            2019 (IMTA, the ``impr`` scheme): after block k (0-based) of K,
+            the gradient reaching exit k's feature is scaled by 1/(K-k) and
+            the gradient from the later blocks by (K-k-1)/(K-k), so that the
+            deep layers are not dominated by the sum of all later losses.
+            Forward values are unchanged. Default False.
         init_cfg (dict | list, optional): default: Kaiming normal (fan-out,
             ReLU gain) for convs, BN weight 1 / bias 0, as the reference
             intends.
@@ -258,6 +271,7 @@ class MSDNet(BaseModule):
                  bottleneck: bool = True,
                  stem: str = 'cifar',
                  in_channels: int = 3,
+                 gradient_equilibrium: bool = False,
                  init_cfg=(dict(type='Kaiming', layer='Conv2d', mode='fan_out',
                                 nonlinearity='relu', distribution='normal'),
                            dict(type='Constant', layer='_BatchNorm', val=1,
@@ -269,6 +283,7 @@ class MSDNet(BaseModule):
                          prune, stem)
         self.stem_type = stem
         self.in_channels = in_channels
+        self.gradient_equilibrium = gradient_equilibrium
         self.num_scales = len(grFactor)
         self.steps = [base] + [step if stepmode == 'even' else step * k + 1
                                for k in range(1, nBlocks)]
@@ -351,9 +366,16 @@ class MSDNet(BaseModule):
         after block k, keeping the multi-scale state between blocks, so that
         a caller can stop after any exit."""
         state = x
-        for block in self.blocks:
+        num_blocks = len(self.blocks)
+        for k, block in enumerate(self.blocks):
             state = block(state)
-            yield state[-1]
+            if not self.gradient_equilibrium:
+                yield state[-1]
+                continue
+            exit_feature = scale_gradient(state[-1], 1.0 / (num_blocks - k))
+            state = list(state[:-1]) + [
+                scale_gradient(exit_feature, num_blocks - k - 1)]
+            yield exit_feature
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """``(N, C, H, W)`` -> K features, one per block (see class doc)."""
