@@ -2,66 +2,19 @@
 checkpoint → resume → test, anytime evaluation, and a 2-process gloo run of
 tools/dist_train.sh."""
 import json
-import os
-import os.path as osp
 import socket
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from tiny_data import write_fashion_mnist
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO = osp.join(REPO, 'configs', 'demo', 'msdnet_fashion_mnist.py')
-
-
-def run_tool(*args, env=None, timeout=300):
-    cmd = [sys.executable] + [str(a) for a in args]
-    if args[0].endswith('.sh'):
-        cmd = ['bash'] + [str(a) for a in args]
-    full_env = dict(os.environ, PYTHONHASHSEED='0', OMP_NUM_THREADS='1',
-                    PYTHON=sys.executable)
-    full_env.update(env or {})
-    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, (
-        f'{" ".join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
-    return proc.stdout + proc.stderr
+from tool_helpers import run_tool, write_tiny_demo_config
 
 
 @pytest.fixture(scope='module')
 def tiny_config(tmp_path_factory):
     """The demo config on 80 training / 20 test images, 2-exit MSDNet,
     no augmentation (so that a resumed run can be compared bit for bit)."""
-    root = tmp_path_factory.mktemp('fmnist')
-    write_fashion_mnist(str(root), per_class=(8, 2), learnable=True)
-    cfg = root / 'tiny_demo.py'
-    cfg.write_text(f'''
-_base_ = [{DEMO!r}]
-_root = {str(root)!r}
-_test_pipeline = [
-    dict(type='CenterPad', size=32), dict(type='GrayToRGB'),
-    dict(type='PackInputs')]
-model = dict(backbone=dict(nBlocks=2, nChannels=8, growthRate=4),
-             head=dict(inter_channels=16))
-train_dataloader = dict(batch_size=8, dataset=dict(
-    heldout_size=20, pipeline=_test_pipeline,
-    dataset=dict(data_root=_root)))
-heldout_dataloader = dict(batch_size=8, dataset=dict(
-    heldout_size=20, dataset=dict(data_root=_root)))
-val_dataloader = dict(batch_size=8, dataset=dict(data_root=_root))
-test_dataloader = val_dataloader
-train_cfg = dict(max_epochs=2)
-param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[1],
-                        gamma=0.5)]
-optim_wrapper = dict(optimizer=dict(lr=0.05))
-default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(interval=1, max_keep_ckpts=3))
-randomness = dict(seed=0, deterministic=True)
-''')
-    return str(cfg)
+    return write_tiny_demo_config(tmp_path_factory.mktemp('fmnist'))
 
 
 def _state(path):
