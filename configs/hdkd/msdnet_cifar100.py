@@ -1,0 +1,26 @@
+# HDKD: learned γ over the CE terms and every dense KD term (Eq. 5).
+#   python tools/train.py configs/hdkd/msdnet_cifar100.py
+_base_ = ['../msdnet/msdnet_cifar100.py']
+# The bilevel iteration (Algorithm 1): γ learned on a held-out batch every
+# `gamma_interval` iterations with the exact forward-mode hypergradient.
+model = dict(
+    head=dict(loss=dict(scheme='hdkd', temperature=4.0)),
+    loss_weights=dict(
+        type='LearnedLossWeights',
+        init='ds_like',  # 'dbt_like' | 'ds_like' | 'rand' | 'fixed'
+        alpha=0.5,  # α of Eq. 10 (balanced validation loss)
+        hypergrad='jvp',  # exact; 'finite_diff' is cheaper, approximate
+        gamma_interval=1))
+optim_wrapper = dict(
+    constructor='BilevelOptimWrapperConstructor',
+    gamma=dict(optimizer=dict(type='Adam', lr=1e-3)))  # γ's lr is ε
+# Held-out batches come from the top-level `heldout_dataloader`.
+train_cfg = dict(type='BilevelEpochBasedTrainLoop')
+# One scheduler list per optimizer: θ keeps the paper's schedule, γ's lr
+# (ε) stays constant.
+param_scheduler = dict(
+    _delete_=True,
+    model=[
+        dict(type='MultiStepLR', by_epoch=True, milestones=[150, 225], gamma=0.1)
+    ],
+    gamma=[dict(type='ConstantLR', factor=1.0, by_epoch=True)])
