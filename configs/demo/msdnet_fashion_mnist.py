@@ -15,8 +15,8 @@ model = dict(
         stepmode='even',
         step=1,
         base=1,
-        nChannels=16,
-        growthRate=6,
+        nChannels=8,
+        growthRate=4,
         grFactor=(1, 2, 4),
         bnFactor=(1, 2, 4),
         prune='max',
@@ -28,7 +28,7 @@ model = dict(
         num_classes=10,
         in_channels=None,  # inferred from the backbone
         variant='cifar',
-        inter_channels=64,
+        inter_channels=32,
         loss=dict(type='DenseKDLoss', scheme='msdnet')),
 )
 
