@@ -124,8 +124,7 @@ class DenseKDLoss(nn.Module):
         self.objectives = build_objectives(num_exits, self.scheme.kd_pairs)
         self.register_buffer(
             'default_weights',
-            torch.tensor([1.0 if o.kind == 'ce' else self.kd_weight
-                          for o in self.objectives]),
+            torch.tensor([self._fixed_weight(o) for o in self.objectives]),
             persistent=False)
         kd = [o for o in self.objectives if o.kind == 'kd']
         self.register_buffer(
@@ -133,6 +132,17 @@ class DenseKDLoss(nn.Module):
             torch.tensor([[o.teacher, o.student] for o in kd],
                          dtype=torch.long).reshape(-1, 2),
             persistent=False)
+
+    def _fixed_weight(self, objective: Objective) -> float:
+        """The non-learned weight: 1 for CE and λ for KD (Eq. 3/4); the
+        ``impr`` scheme (IMTA's one-for-all KD) weighs the CE of every
+        student exit by 1 - λ instead."""
+        if objective.kind == 'kd':
+            return self.kd_weight
+        if (self.scheme_name == 'impr'
+                and objective.student < self.num_exits - 1):
+            return 1.0 - self.kd_weight
+        return 1.0
 
     @property
     def names(self) -> List[str]:
@@ -150,12 +160,26 @@ class DenseKDLoss(nn.Module):
                 f'{len(exit_logits)} exit logits: set `num_exits` to the '
                 'number of exits of the backbone/head.')
         logits = torch.stack(list(exit_logits))  # (K, N, C)
-        ce = F.cross_entropy(
-            logits.flatten(0, 1), target.repeat(self.num_exits),
-            reduction='none').view(self.num_exits, -1).mean(dim=1)
+        ce = self._ce(logits, target)
         if self._kd_index.numel() == 0:
             return ce
         return torch.cat([ce, self.kd_losses(logits)])
+
+    def ce_losses(self, exit_logits: Sequence[torch.Tensor],
+                  target: torch.Tensor) -> torch.Tensor:
+        """The K cross-entropies alone (the first K objectives), shape (K,).
+
+        Used for the held-out (validation) loss of Eq. 10."""
+        if len(exit_logits) != self.num_exits:
+            raise ValueError(
+                f'DenseKDLoss was built for {self.num_exits} exits but got '
+                f'{len(exit_logits)} exit logits.')
+        return self._ce(torch.stack(list(exit_logits)), target)
+
+    def _ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(
+            logits.flatten(0, 1), target.repeat(self.num_exits),
+            reduction='none').view(self.num_exits, -1).mean(dim=1)
 
     def kd_losses(self, logits: torch.Tensor) -> torch.Tensor:
         """KD terms for stacked logits (K, N, C) -> (number of KD pairs,)."""

@@ -1,0 +1,133 @@
+"""The train loop of the bilevel iteration: a held-out batch for every γ
+step, from a top-level ``heldout_dataloader`` config key.
+
+::
+
+    train_cfg = dict(type='BilevelEpochBasedTrainLoop', max_epochs=300,
+                     val_interval=10)
+    heldout_dataloader = dict(batch_size=64, num_workers=2,
+                              dataset=dict(type='HeldOutSplit',
+                                           split='heldout', ...),
+                              sampler=dict(type='DefaultSampler',
+                                           shuffle=True))
+
+The loop behaves exactly like MMEngine's ``EpochBasedTrainLoop`` for models
+that do not learn γ (it then builds no held-out loader), so one base config
+serves every scheme. A model that learns γ without a held-out dataloader is an
+error when the loop is built, i.e. before training starts.
+
+The held-out stream is restarted at every epoch with the sampler's epoch set
+from the train epoch (``epoch * 4096 + cycle``, cycling when the held-out
+split is exhausted within an epoch), so the held-out batches are a function
+of (epoch, iteration) and a resumed run sees the same ones.
+"""
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+from mmengine.model import is_model_wrapper
+from mmengine.runner import EpochBasedTrainLoop
+from mmpretrain.registry import LOOPS
+from torch.utils.data import DataLoader
+
+
+class HeldOutStream:
+    """An endless, epoch-seeded iterator over a held-out dataloader."""
+
+    def __init__(self, loader: DataLoader):
+        self.loader = loader
+        self.epoch = 0
+        self.cycle = 0
+        self._it = None
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch, self.cycle, self._it = int(epoch), 0, None
+
+    def _restart(self) -> None:
+        sampler = getattr(self.loader, 'sampler', None)
+        if hasattr(sampler, 'set_epoch'):
+            sampler.set_epoch(self.epoch * 4096 + self.cycle)
+        self._it = iter(self.loader)
+
+    def next(self):
+        if self._it is None:
+            self._restart()
+        try:
+            return next(self._it)
+        except StopIteration:
+            self.cycle += 1
+            self._restart()
+            try:
+                return next(self._it)
+            except StopIteration:
+                raise RuntimeError('The held-out dataloader is empty.')
+
+    __call__ = next
+
+
+def train_step(model, data, optim_wrapper):
+    """``model.train_step``, routing a plain (MM)DDP wrapper of a model with
+    its own bilevel step to ``module.train_step(..., wrapper=model)``."""
+    if is_model_wrapper(model) and not getattr(
+            model, 'delegates_train_step', False) and getattr(
+                model.module, 'learns_loss_weights', False):
+        return model.module.train_step(data, optim_wrapper, wrapper=model)
+    return model.train_step(data, optim_wrapper=optim_wrapper)
+
+
+@LOOPS.register_module()
+class BilevelEpochBasedTrainLoop(EpochBasedTrainLoop):
+    """``EpochBasedTrainLoop`` that feeds held-out batches to γ steps.
+
+    Args:
+        heldout_dataloader (dict or DataLoader, optional): the held-out
+            loader; by default the config's top-level ``heldout_dataloader``.
+        Others: as ``EpochBasedTrainLoop``.
+    """
+
+    def __init__(self, runner, dataloader, max_epochs: int,
+                 val_begin: int = 1, val_interval: int = 1,
+                 dynamic_intervals: Optional[List[Tuple[int, int]]] = None,
+                 heldout_dataloader: Union[dict, DataLoader, None] = None):
+        super().__init__(runner, dataloader, max_epochs, val_begin,
+                         val_interval, dynamic_intervals)
+        model = runner.model
+        module = model.module if is_model_wrapper(model) else model
+        self.heldout: Optional[HeldOutStream] = None
+        if not getattr(module, 'learns_loss_weights', False):
+            return
+        cfg = heldout_dataloader
+        if cfg is None:
+            cfg = runner.cfg.get('heldout_dataloader', None)
+        if cfg is None:
+            scheme = getattr(getattr(module.head, 'loss_module', None),
+                             'scheme_name', '?')
+            raise ValueError(
+                f'The scheme {scheme!r} learns the objective weights γ on a '
+                'held-out split, but the config has no `heldout_dataloader`: '
+                'add one (e.g. `heldout_dataloader = dict(batch_size=64, '
+                "dataset=dict(type='HeldOutSplit', split='heldout', ...), "
+                "sampler=dict(type='DefaultSampler', shuffle=True))`), or "
+                "freeze γ (loss_weights=dict(init='fixed', ...)).")
+        if not isinstance(cfg, DataLoader):
+            diff_rank_seed = runner._randomness_cfg.get('diff_rank_seed',
+                                                        False)
+            cfg = runner.build_dataloader(
+                cfg, seed=runner.seed, diff_rank_seed=diff_rank_seed)
+        self.heldout = HeldOutStream(cfg)
+        module.set_heldout_source(self.heldout)
+
+    def run_epoch(self) -> None:
+        if self.heldout is not None:
+            self.heldout.start_epoch(self._epoch)
+        super().run_epoch()
+
+    def run_iter(self, idx, data_batch: Sequence[dict]) -> None:
+        self.runner.call_hook(
+            'before_train_iter', batch_idx=idx, data_batch=data_batch)
+        outputs = train_step(self.runner.model, data_batch,
+                             self.runner.optim_wrapper)
+        self.runner.call_hook(
+            'after_train_iter',
+            batch_idx=idx,
+            data_batch=data_batch,
+            outputs=outputs)
+        self._iter += 1

@@ -1,0 +1,92 @@
+"""Two optimizers for the bilevel iteration: θ (the network) and γ (the
+objective weights), as an ``OptimWrapperDict(model=..., gamma=...)``.
+
+Config (MMEngine 0.10.7 has no multi-optimizer constructor of its own)::
+
+    optim_wrapper = dict(
+        constructor='BilevelOptimWrapperConstructor',
+        # θ: any single-optimizer optim_wrapper config (type, optimizer,
+        # clip_grad, paramwise_cfg, ...); γ is never among its parameters.
+        optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4),
+        # γ: an optim_wrapper config of its own; its lr is ε of Algorithm 1.
+        gamma=dict(optimizer=dict(type='Adam', lr=1e-3)))
+    # One scheduler list per optimizer (a plain list would drive both):
+    param_scheduler = dict(
+        model=[dict(type='MultiStepLR', by_epoch=True, milestones=[150, 225])],
+        gamma=[dict(type='ConstantLR', factor=1.0, by_epoch=True)])
+
+``gamma`` defaults to Adam with lr 1e-3: Adam's step does not depend on the
+scale of ∇γ (which is ∝ ξ and shrinks with θ's schedule). Algorithm 1 written
+literally is ``gamma=dict(optimizer=dict(type='SGD', lr=ε))``.
+
+Models without learnable γ (fixed schemes, frozen γ) get
+``OptimWrapperDict(model=...)`` alone, so one config serves every scheme.
+Checkpoints hold both optimizers' states; resume restores them.
+"""
+import contextlib
+import copy
+from collections import OrderedDict
+
+import torch.nn as nn
+from mmengine.model import is_model_wrapper
+from mmengine.optim import (DefaultOptimWrapperConstructor, OptimWrapper,
+                            OptimWrapperDict)
+from mmpretrain.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+DEFAULT_GAMMA_OPTIM = dict(type='OptimWrapper',
+                           optimizer=dict(type='Adam', lr=1e-3))
+
+
+@contextlib.contextmanager
+def _without_submodule(module: nn.Module, name: str):
+    """Temporarily remove a child module (keeping the children's order)."""
+    if name not in module._modules:
+        yield
+        return
+    saved = OrderedDict(module._modules)
+    del module._modules[name]
+    try:
+        yield
+    finally:
+        module._modules.clear()
+        module._modules.update(saved)
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class BilevelOptimWrapperConstructor:
+    """Build ``OptimWrapperDict(model=θ optimizer, gamma=γ optimizer)``.
+
+    Args:
+        optim_wrapper_cfg (dict): the θ optim wrapper config, plus an optional
+            ``gamma`` key: the γ optim wrapper config (default: Adam, lr 1e-3).
+        paramwise_cfg (dict, optional): θ's parameter-wise settings.
+    """
+
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg=None):
+        cfg = copy.deepcopy(dict(optim_wrapper_cfg))
+        gamma = cfg.pop('gamma', None)
+        if 'optimizer' not in cfg:
+            raise ValueError('optim_wrapper needs `optimizer` (the θ '
+                             'optimizer) with BilevelOptimWrapperConstructor.')
+        self.model_cfg = cfg
+        self.paramwise_cfg = paramwise_cfg
+        gamma = copy.deepcopy(dict(gamma)) if gamma else dict(
+            DEFAULT_GAMMA_OPTIM)
+        if 'optimizer' not in gamma:
+            raise ValueError('optim_wrapper.gamma needs `optimizer` (the γ '
+                             "optimizer, e.g. dict(type='Adam', lr=1e-3)).")
+        gamma.setdefault('type', 'OptimWrapper')
+        self.gamma_cfg = gamma
+
+    def __call__(self, model: nn.Module) -> OptimWrapperDict:
+        module = model.module if is_model_wrapper(model) else model
+        weights = getattr(module, 'loss_weights', None)
+        with _without_submodule(module, 'loss_weights'):
+            model_ow = DefaultOptimWrapperConstructor(
+                copy.deepcopy(self.model_cfg),
+                copy.deepcopy(self.paramwise_cfg))(module)
+        wrappers = dict(model=model_ow)
+        if weights is not None and weights.learnable:
+            wrappers['gamma'] = DefaultOptimWrapperConstructor(
+                copy.deepcopy(self.gamma_cfg))(weights)
+        return OptimWrapperDict(**wrappers)
