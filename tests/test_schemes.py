@@ -55,6 +55,7 @@ def test_scheme_configs_build_their_objective_sets(path):
     assert model.learns_loss_weights == learned
     if learned:
         assert cfg.train_cfg.type == 'BilevelEpochBasedTrainLoop'
+        assert 'by_epoch' not in cfg.train_cfg  # MMEngine refuses both
         assert cfg.optim_wrapper.constructor == 'BilevelOptimWrapperConstructor'
         assert set(cfg.param_scheduler) == {'model', 'gamma'}
     if path.endswith('hdkd/msdnet_cifar100.py'):

@@ -22,6 +22,8 @@ param_scheduler = dict(
              eta_min=1e-3, convert_to_iter_based=True),
     ],
     gamma=[dict(type='ConstantLR', factor=1.0, by_epoch=True)])
-train_cfg = dict(type='BilevelEpochBasedTrainLoop')
+train_cfg = dict(
+    _delete_=True,  # `type` replaces the schedule's `by_epoch`
+    type='BilevelEpochBasedTrainLoop', max_epochs=3, val_interval=1)
 heldout_dataloader = dict(batch_size=32)
 default_hooks = dict(logger=dict(interval=50))

@@ -15,7 +15,9 @@ optim_wrapper = dict(
     constructor='BilevelOptimWrapperConstructor',
     gamma=dict(optimizer=dict(type='Adam', lr=1e-3)))  # γ's lr is ε
 # Held-out batches come from the top-level `heldout_dataloader`.
-train_cfg = dict(type='BilevelEpochBasedTrainLoop')
+train_cfg = dict(
+    _delete_=True,  # `type` replaces the schedule's `by_epoch`
+    type='BilevelEpochBasedTrainLoop', max_epochs=300, val_interval=10)
 # One scheduler list per optimizer: θ keeps the paper's schedule, γ's lr
 # (ε) stays constant.
 param_scheduler = dict(
