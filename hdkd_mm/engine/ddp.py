@@ -20,6 +20,11 @@ Config::
                              broadcast_buffers=False,
                              find_unused_parameters=False)
 
+BatchNorm statistics are per rank in the virtual passes (as in the train
+forward without SyncBN); SyncBatchNorm is not supported by the forward-mode
+JVP pass. The averaged hypergradient equals the single-process one on the
+concatenated batch exactly for models without batch statistics (tested).
+
 (:class:`~hdkd_mm.engine.BilevelEpochBasedTrainLoop` also routes a plain
 ``MMDistributedDataParallel`` this way.) On CPU: the gloo backend and
 ``device_ids=None`` (``hdkd_mm.launch.prepare_config`` does both).
