@@ -62,6 +62,15 @@ def prepare_config(cfg: Config, config_path: str, launcher: str = 'none',
     return cfg
 
 
+def build_runner(cfg: Config):
+    """MMEngine's runner for ``cfg`` (a custom ``runner_type`` if set)."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
 def finish_distributed() -> None:
     """Destroy the process group so that ranks exit cleanly (without it,
     gloo ranks sometimes abort at interpreter exit)."""

@@ -5,11 +5,10 @@ import argparse
 import os
 
 from mmengine.config import DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 import hdkd_mm  # noqa: F401
-from hdkd_mm.launch import finish_distributed, load_config, prepare_config
+from hdkd_mm.launch import (build_runner, finish_distributed,
+                            load_config, prepare_config)
 
 
 def parse_args():
@@ -41,8 +40,7 @@ def main():
             cfg.test_evaluator if isinstance(cfg.test_evaluator, (list, tuple))
             else [cfg.test_evaluator]) + [
                 dict(type='DumpResults', out_file_path=args.out)]
-    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg
-              else RUNNERS.build(cfg))
+    runner = build_runner(cfg)
     try:
         runner.test()
     finally:

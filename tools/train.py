@@ -3,11 +3,10 @@ import argparse
 import os
 
 from mmengine.config import DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 import hdkd_mm  # noqa: F401  (registers modules, applies stack fixes)
-from hdkd_mm.launch import finish_distributed, load_config, prepare_config
+from hdkd_mm.launch import (build_runner, finish_distributed,
+                            load_config, prepare_config)
 
 
 def parse_args():
@@ -50,8 +49,7 @@ def main():
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
-    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg
-              else RUNNERS.build(cfg))
+    runner = build_runner(cfg)
     try:
         runner.train()
     finally:
