@@ -9,7 +9,8 @@ import sys
 from tiny_data import write_fashion_mnist
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO = osp.join(REPO, 'configs', 'demo', 'msdnet_fashion_mnist.py')
+DEMO_DIR = osp.join(REPO, 'configs', 'demo')
+DEMO = osp.join(DEMO_DIR, 'msdnet_fashion_mnist.py')
 
 
 def run_tool(*args, env=None, timeout=300, check=True):
@@ -36,17 +37,25 @@ def run_tool(*args, env=None, timeout=300, check=True):
 
 def write_tiny_demo_config(root, name='tiny_demo.py', per_class=(8, 2),
                            num_exits=2, heldout_size=20, max_epochs=2,
-                           extra=''):
+                           extra='', scheme='msdnet'):
     """Write tiny learnable Fashion-MNIST files under ``root`` and a config
-    derived from the demo config that uses them: ``num_exits``-exit small
-    MSDNet, ``heldout_size`` held-out images, no augmentation, batch 8.
-    ``extra`` is appended to the config text. Returns the config path."""
+    derived from ``configs/demo/<scheme>_fashion_mnist.py`` that uses them:
+    ``num_exits``-exit small MSDNet, ``heldout_size`` held-out images, no
+    augmentation, batch 8, a MultiStepLR schedule (split into θ's and a
+    constant γ one for the harmonized schemes). ``extra`` is appended to the
+    config text. Returns the config path."""
     root = str(root)
+    demo = osp.join(DEMO_DIR, f'{scheme}_fashion_mnist.py')
+    schedule = "[dict(type='MultiStepLR', by_epoch=True, milestones=[1], gamma=0.5)]"
+    if scheme in ('hmsdnet', 'hdbt', 'hdkd'):
+        schedule = (f"dict(_delete_=True, model={schedule}, "
+                    "gamma=[dict(type='ConstantLR', factor=1.0, "
+                    "by_epoch=True)])")
     write_fashion_mnist(root, per_class=per_class, learnable=True)
     path = osp.join(root, name)
     with open(path, 'w') as f:
         f.write(f'''
-_base_ = [{DEMO!r}]
+_base_ = [{demo!r}]
 _root = {root!r}
 _test_pipeline = [
     dict(type='CenterPad', size=32), dict(type='GrayToRGB'),
@@ -61,8 +70,7 @@ heldout_dataloader = dict(batch_size=8, dataset=dict(
 val_dataloader = dict(batch_size=8, dataset=dict(data_root=_root))
 test_dataloader = val_dataloader
 train_cfg = dict(max_epochs={max_epochs})
-param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[1],
-                        gamma=0.5)]
+param_scheduler = {schedule}
 optim_wrapper = dict(optimizer=dict(lr=0.05))
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval=1, max_keep_ckpts=3))
