@@ -1,6 +1,7 @@
 """The exact γ-hypergradient (hdkd_mm.engine.hypergrad) in float64 on a tiny
 multi-exit network WITH BatchNorm, against the double-backward reference of
 Eq. 8 (create_graph=True — here only, never in the training path)."""
+import contextlib
 import copy
 import warnings
 
@@ -508,3 +509,45 @@ def test_fast_batchnorm_jvp_rule_matches_forward_ad(affine):
     (y0, t0), (y1, t1) = outs
     torch.testing.assert_close(y1, y0, rtol=1e-14, atol=1e-14)
     torch.testing.assert_close(t1, t0, rtol=1e-12, atol=1e-12)
+
+
+def test_mixed_precision_train_pass_float32_hypergradient(monkeypatch):
+    """AMP: the θ forward/backward may run under autocast (here CPU
+    bfloat16, standing in for CUDA float16); the hypergradient is computed
+    outside autocast in float32, and the train forward's low-precision conv
+    outputs are not reused as float32 primals (recomputed instead: the same
+    result as without the cache, bit for bit)."""
+    import hdkd_mm.engine.hypergrad as hypergrad
+    model, ow, x, y, hx, hy = _train_step_model(dtype=torch.float32)
+    x, hx = x.float(), hx.float()
+    model_ow = ow['model']
+    plain_context = model_ow.optim_context
+
+    @contextlib.contextmanager
+    def autocast_context(module):
+        with plain_context(module), torch.autocast('cpu',
+                                                   dtype=torch.bfloat16):
+            yield
+
+    monkeypatch.setattr(model_ow, 'optim_context', autocast_context)
+    conv_dtypes = []
+    model.backbone.stages[0][0].register_forward_hook(
+        lambda m, i, out: conv_dtypes.append(out.dtype))
+    real = hypergrad.gamma_hypergradient
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen['autocast'] = torch.is_autocast_enabled('cpu')
+        result = real(*args, **kwargs)
+        kwargs['conv_cache'] = None
+        seen['result'], seen['uncached'] = result, real(*args, **kwargs)
+        return result
+
+    monkeypatch.setattr(hypergrad, 'gamma_hypergradient', spy)
+    model.set_heldout_source(lambda: as_data(hx, hy))
+    model.train_step(as_data(x, y), ow)
+    assert conv_dtypes[0] == torch.bfloat16  # the train pass ran in bf16
+    assert seen['autocast'] is False
+    grad = seen['result'].grad
+    assert grad.dtype == torch.float32 and bool(torch.isfinite(grad).all())
+    assert torch.equal(grad, seen['uncached'].grad)
