@@ -264,3 +264,32 @@ def test_predict_mode_config_option(model, batch, costs):
     with torch.no_grad():
         plain = ee(batch, None, mode='predict')
     assert plain[0].exit_scores.shape == (K, 10)
+
+
+def test_inline_collaboration_equals_simulation(batch):
+    """Exits that take the previous exit's logits (IMTA's ISC): the routed
+    inference carries those logits along with the undecided rows (padding
+    rows included) and still equals the simulation."""
+    torch.manual_seed(0)
+    net = MODELS.build(model_cfg(head=dict(
+        type='MSDNetExitHead', num_classes=10, in_channels=None,
+        variant='cifar', inter_channels=16, inline_collaboration=True)))
+    perturb_bn(net)
+    for m in net.modules():  # non-trivial BN1d statistics in the ISC
+        if isinstance(m, nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    costs = np.ones(K).cumsum()  # cost values do not matter here
+    conf = simulate(net, batch, [-INF] * K)[2]
+    for q in (0.3, 0.9):
+        assert_same(net, batch, quantile_thresholds(conf, q), costs)
+    # one sample left after exit 1: padded rows carry their logits too
+    thr = np.full(K, -INF)
+    thr[0] = np.sort(conf[:, 0])[1]  # all but the least confident exit
+    thr[1:-1] = INF
+    res, exits, _ = assert_same(net, batch, thr, costs)
+    assert (exits > 0).sum() == 1
+    res1 = early_exit_forward(net, batch[:1], quantile_thresholds(conf, 0.6),
+                              costs)
+    assert res1.pred.shape == (1, )

@@ -111,3 +111,42 @@ def test_head_exits_must_match_backbone_outputs():
     model = _classifier(in_channels=[44, 68])  # 2 exits, backbone gives 3
     with pytest.raises(ValueError, match='exits'):
         model(torch.randn(1, 3, 32, 32), mode='tensor')
+
+
+def test_inline_subnetwork_collaboration():
+    """IMTA's ISC: exit k > 1's Linear takes [its pooled feature,
+    Linear-BN-ReLU(exit k-1's logits)]; the previous logits are not
+    detached, so exit k's loss also trains exit k-1's classifier."""
+    from hdkd_mm.models.heads.multi_exit_head import CollaborativeExit
+    torch.manual_seed(0)
+    model = _classifier(inline_collaboration=True, inter_channels=16)
+    exits = model.head.exits
+    assert all(isinstance(e, CollaborativeExit) for e in exits)
+    assert exits[0].collaboration is None
+    assert exits[0].classifier.in_features == 16
+    for e in exits[1:]:
+        assert e.classifier.in_features == 32
+        assert e.collaboration[0].in_features == 10  # from the logits
+    x = torch.randn(4, 3, 32, 32)
+    logits = model(x, mode='tensor')
+    assert [tuple(z.shape) for z in logits] == [(4, 10)] * 3
+    # exit 2 depends on exit 1's classifier; exit 1 does not on exit 2's
+    with torch.no_grad():
+        exits[0].classifier.bias.add_(1.0)
+    changed = model(x, mode='tensor')
+    torch.testing.assert_close(changed[0], logits[0] + 1.0)
+    assert not torch.allclose(changed[1], logits[1])
+    # exit 2's CE alone reaches exit 1's Linear
+    model.zero_grad()
+    ce2 = torch.nn.functional.cross_entropy(model(x, mode='tensor')[1],
+                                            torch.arange(4))
+    ce2.backward()
+    assert exits[0].classifier.weight.grad.abs().sum() > 0
+    assert exits[2].classifier.weight.grad is None
+    # an exit run on its own without the previous logits: a clear error
+    with pytest.raises(ValueError, match="previous exit's logits"):
+        exits[1](model.extract_feat(x)[1])
+    # without ISC: plain Linear exits, independent of each other
+    plain = _classifier(inter_channels=16)
+    assert not any(isinstance(e, CollaborativeExit)
+                   for e in plain.head.exits)

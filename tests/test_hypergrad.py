@@ -551,3 +551,37 @@ def test_mixed_precision_train_pass_float32_hypergradient(monkeypatch):
     grad = seen['result'].grad
     assert grad.dtype == torch.float32 and bool(torch.isfinite(grad).all())
     assert torch.equal(grad, seen['uncached'].grad)
+
+
+@pytest.mark.parametrize('inline_collaboration', [False, True])
+def test_jvp_equals_double_backward_float64_msdnet(inline_collaboration):
+    """The real MSDNet (multi-scale dense blocks, transition layers, concat,
+    in-place ReLU, its exit classifiers; with IMTA's inline collaboration
+    the BatchNorm1d of the collaboration modules too), float64, HDKD's dense
+    objective set: JVP = the double-backward reference."""
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='MultiExitClassifier',
+        backbone=dict(type='MSDNet', nBlocks=3, stepmode='even', step=1,
+                      base=1, nChannels=4, growthRate=4, grFactor=(1, 2, 4),
+                      bnFactor=(1, 2, 4), stem='cifar'),
+        head=dict(type='MSDNetExitHead', num_classes=NUM_CLASSES,
+                  in_channels=None, variant='cifar', inter_channels=8,
+                  inline_collaboration=inline_collaboration,
+                  loss=dict(type='DenseKDLoss', scheme='hdkd',
+                            temperature=2.0)),
+        data_preprocessor=BaseDataPreprocessor())).double().train()
+    model.loss_weights.update_ema(torch.tensor([1.4, 1.2, 1.0],
+                                               dtype=torch.float64))
+    with torch.no_grad():
+        model.loss_weights.gamma.mul_(torch.linspace(
+            0.5, 1.5, model.loss_weights.num_objectives, dtype=torch.float64))
+    x, y = batch(6, 1, hw=32)
+    hx, hy = batch(4, 2, hw=32)
+    opt = sgd(model, lr=0.3)
+    set_train_grad(model, x, y)
+    ref = reference_hypergrad(model, opt, x, y, hx, hy)
+    out = gamma_hypergradient(model, opt, x, y, hx, hy, model.loss_weights)
+    assert float(ref.norm()) > 0
+    # float64 round-off of two different computation orders: ≈ 1e-15
+    assert rel_err(out.grad, ref) <= 1e-9, (out.grad, ref)

@@ -282,10 +282,13 @@ class EarlyExitPredictor:
         m = n  # real rows; the state may hold padding copies beyond them
         state = self.stages.start(inputs)
         last = self.num_exits - 1
+        head = self.model.head
+        prev_logits = None  # exit k-1's logits for the state's rows
         for k in range(self.num_exits):
             state, feat = self.stages.run(k, state)
             rows.append(int(feat.shape[0]))
-            z = self.exits[k](feat)[:m]
+            prev_logits = head.exit_forward(k, feat, prev_logits)
+            z = prev_logits[:m]
             if logits_out is None:
                 logits_out = z.new_empty((n, ) + tuple(z.shape[1:]))
             conf, p = _conf_pred(z.detach().float().cpu().numpy())
@@ -309,8 +312,9 @@ class EarlyExitPredictor:
                 if m < pad_to:
                     keep = np.concatenate(
                         [keep, np.full(pad_to - m, keep[0])])
-                state = self.stages.select(
-                    state, torch.from_numpy(keep).to(z.device))
+                keep = torch.from_numpy(keep).to(z.device)
+                state = self.stages.select(state, keep)
+                prev_logits = prev_logits.index_select(0, keep)
         return EarlyExitResult(
             pred=torch.from_numpy(pred),
             exit=torch.from_numpy(exit_),
@@ -324,9 +328,10 @@ class EarlyExitPredictor:
         """Batch size 1: the same decisions without the bookkeeping."""
         thr, last = self.thresholds, self.num_exits - 1
         state = self.stages.start(inputs)
+        z = None
         for k in range(self.num_exits):
             state, feat = self.stages.run(k, state)
-            z = self.exits[k](feat)
+            z = self.model.head.exit_forward(k, feat, z)
             conf, p = _conf_pred(z.detach().float().cpu().numpy())
             if k == last or conf[0] >= thr[k]:
                 break

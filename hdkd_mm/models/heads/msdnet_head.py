@@ -5,7 +5,8 @@ import torch.nn as nn
 from mmpretrain.registry import MODELS
 
 from ..backbones.msdnet import ConvBasic
-from .multi_exit_head import MultiExitHead, check_in_channels
+from .multi_exit_head import (MultiExitHead, check_in_channels,
+                              make_collaborative)
 
 _INIT_CFG = [
     dict(type='Kaiming', layer='Conv2d', mode='fan_out', nonlinearity='relu',
@@ -47,6 +48,10 @@ class MSDNetExitHead(MultiExitHead):
         variant (str): ``'cifar'`` (convs of ``inter_channels``) or
             ``'imagenet'`` (convs as wide as the feature).
         inter_channels (int): conv width of the CIFAR variant. Default 128.
+        inline_collaboration (bool): IMTA's inline subnetwork collaboration
+            (:class:`CollaborativeExit`): the Linear of exit k > 1 also takes
+            ``Linear-BN-ReLU`` of exit k-1's logits. Used by the Impr
+            configs. Default False (the MSDNet reference).
         loss (dict): the objective set (:class:`DenseKDLoss`).
         init_cfg: default: Kaiming normal (fan-out) convs, BN weight 1 /
             bias 0, as the reference intends; Linear biases start at 0 and
@@ -62,6 +67,7 @@ class MSDNetExitHead(MultiExitHead):
                  in_channels: Sequence[int],
                  variant: str = 'cifar',
                  inter_channels: int = 128,
+                 inline_collaboration: bool = False,
                  loss: dict = dict(type='DenseKDLoss', scheme='msdnet'),
                  init_cfg: Optional[dict] = _INIT_CFG):
         in_channels = check_in_channels(in_channels, type(self).__name__)
@@ -69,9 +75,11 @@ class MSDNetExitHead(MultiExitHead):
                          init_cfg=init_cfg)
         self.in_channels = in_channels
         self.variant = variant
-        self.exits = nn.ModuleList(
-            msdnet_classifier(c, num_classes, variant, inter_channels)
-            for c in in_channels)
+        self.inline_collaboration = inline_collaboration
+        exits = [msdnet_classifier(c, num_classes, variant, inter_channels)
+                 for c in in_channels]
+        self.exits = (make_collaborative(exits, num_classes)
+                      if inline_collaboration else nn.ModuleList(exits))
 
     def init_weights(self):
         # The reference zeroes Linear biases and keeps PyTorch's default

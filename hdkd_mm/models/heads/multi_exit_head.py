@@ -9,11 +9,67 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 
+class CollaborativeExit(nn.Module):
+    """One exit with inline subnetwork collaboration (Li et al. 2019, IMTA):
+    the classifier of exit k > 1 also sees exit k-1's prediction.
+
+    ``features``: ``(N, C_in, ...) -> (N, width)`` (the exit without its
+    final Linear). Exit 1: ``logits = Linear(width → num_classes)(f)``. Exit
+    k > 1: ``logits = Linear(2·width → num_classes)([f, c(z_{k-1})])`` with
+    ``c = Linear(num_classes → width)-BN1d-ReLU`` of the previous exit's
+    logits ``z_{k-1} (N, num_classes)``, not detached (exit k's loss also
+    trains exit k-1, as in IMTA). ``c`` lives in this module so that exit
+    k's cost counts it.
+    """
+
+    def __init__(self, features: nn.Module, width: int, num_classes: int,
+                 first: bool):
+        super().__init__()
+        self.features = features
+        self.collaboration = None if first else nn.Sequential(
+            nn.Linear(num_classes, width), nn.BatchNorm1d(width),
+            nn.ReLU(inplace=True))
+        self.classifier = nn.Linear(width if first else 2 * width,
+                                    num_classes)
+
+    def forward(self, feat: torch.Tensor,
+                prev_logits: Optional[torch.Tensor] = None) -> torch.Tensor:
+        f = self.features(feat)
+        if self.collaboration is None:
+            return self.classifier(f)
+        if prev_logits is None:
+            raise ValueError(
+                'This exit uses inline subnetwork collaboration: it needs the '
+                "previous exit's logits (run the head's exits in order, "
+                'e.g. through MultiExitHead.exit_forward).')
+        return self.classifier(
+            torch.cat([f, self.collaboration(prev_logits)], dim=1))
+
+
+def make_collaborative(exits: Sequence[nn.Sequential],
+                       num_classes: int) -> nn.ModuleList:
+    """Turn K exits that end with ``Linear(width, num_classes)`` into
+    :class:`CollaborativeExit` modules (their last Linear is replaced)."""
+    out = []
+    for k, exit_ in enumerate(exits):
+        last = exit_[-1]
+        if not isinstance(last, nn.Linear):
+            raise ValueError(
+                'Inline subnetwork collaboration needs exits that end with a '
+                f'Linear classifier; exit {k + 1} ends with '
+                f'{type(last).__name__}.')
+        out.append(CollaborativeExit(exit_[:-1], last.in_features,
+                                     num_classes, first=k == 0))
+    return nn.ModuleList(out)
+
+
 class MultiExitHead(BaseModule):
     """Base class of multi-exit classification heads.
 
     Subclasses build ``self.exits``, an ``nn.ModuleList`` whose k-th module
-    maps the k-th backbone feature to logits of shape ``(N, num_classes)``.
+    maps the k-th backbone feature to logits of shape ``(N, num_classes)``
+    (a :class:`CollaborativeExit` also takes exit k-1's logits: use
+    :meth:`exit_forward`, which handles both).
 
     Args:
         num_classes (int): number of classes.
@@ -64,7 +120,22 @@ class MultiExitHead(BaseModule):
     def forward(self, feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor]:
         """Per-exit logits: K tensors of shape ``(N, num_classes)``."""
         self._check_feats(feats)
-        return tuple(exit_(feat) for exit_, feat in zip(self.exits, feats))
+        exit_logits, prev_logits = [], None
+        for k, feat in enumerate(feats):
+            prev_logits = self.exit_forward(k, feat, prev_logits)
+            exit_logits.append(prev_logits)
+        return tuple(exit_logits)
+
+    def exit_forward(self, k: int, feat: torch.Tensor,
+                     prev_logits: Optional[torch.Tensor] = None
+                     ) -> torch.Tensor:
+        """Exit ``k``'s (0-based) logits ``(N, num_classes)`` from its
+        feature; ``prev_logits`` (exit k-1's logits, same rows) is used by
+        exits with inline subnetwork collaboration and ignored otherwise."""
+        exit_ = self.exits[k]
+        if isinstance(exit_, CollaborativeExit):
+            return exit_(feat, prev_logits)
+        return exit_(feat)
 
     @staticmethod
     def targets(data_samples: List[DataSample]) -> torch.Tensor:
