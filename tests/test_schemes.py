@@ -86,3 +86,38 @@ def test_impr_needs_a_backbone_with_gradient_equilibrium():
             head=dict(type='GenericExitHead', num_classes=10,
                       in_channels=None,
                       loss=dict(type='DenseKDLoss', scheme='impr'))))
+
+
+def test_table3_ablation_configs(tmp_path):
+    """configs/hdkd/ablations: ImageNet(300) with one change each (γ init,
+    α, or γ frozen from a converged run)."""
+    import json
+    expected = {
+        'msdnet_imagenet300': ('ds_like', 0.5),
+        'msdnet_imagenet300_init-dbt_like': ('dbt_like', 0.5),
+        'msdnet_imagenet300_init-rand': ('rand', 0.5),
+        'msdnet_imagenet300_alpha-0': ('ds_like', 0),
+        'msdnet_imagenet300_alpha-0.1': ('ds_like', 0.1),
+        'msdnet_imagenet300_alpha-0.9': ('ds_like', 0.9),
+        'msdnet_imagenet300_alpha-1': ('ds_like', 1),
+        'msdnet_imagenet300_fixed': ('fixed', 0.5),
+    }
+    paths = _configs('hdkd/ablations/*.py')
+    assert sorted(osp.splitext(osp.basename(p))[0] for p in paths) == \
+        sorted(expected)
+    for path in paths:
+        cfg = Config.fromfile(path)
+        init, alpha = expected[osp.splitext(osp.basename(path))[0]]
+        lw = cfg.model.loss_weights
+        assert (lw.init, lw.get('alpha', 0.5)) == (init, alpha), path
+        assert cfg.train_dataloader.dataset.per_class == 300
+        assert cfg.model.head.loss.scheme == 'hdkd'
+    # Fixed: γ read from the given file and frozen (5 exits: 5 CE + 10 KD)
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/hdkd/ablations/'
+                                   'msdnet_imagenet300_fixed.py'))
+    gamma = [0.1 * (i + 1) for i in range(15)]
+    (tmp_path / 'gamma.json').write_text(json.dumps(gamma))
+    cfg.model.loss_weights.path = str(tmp_path / 'gamma.json')
+    model = MODELS.build(cfg.model)
+    assert model.loss_weights.gamma.tolist() == pytest.approx(gamma)
+    assert not model.learns_loss_weights
