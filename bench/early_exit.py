@@ -115,7 +115,7 @@ def load_images(cfg, model, n_held, n_test, random_data, seed):
     return held, np.zeros(n_held, dtype=np.int64), test, 'random'
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def full_logits(model, x, batch):
     return torch.cat([torch.stack(model(x[i:i + batch], mode='tensor'), 1)
                       for i in range(0, len(x), batch)])
@@ -133,24 +133,24 @@ def compare(model, predictor, x, batch, repeats):
     sizes: no decisions, no index_select); medians."""
     from hdkd_mm.evaluation.budgeted import apply_thresholds, exit_confidences
     chunks = [x[i:i + batch] for i in range(0, len(x), batch)]
-    blocks, exits = model.backbone.blocks, model.head.exits
+    blocks = model.backbone.blocks
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def run_full():
         return [model(c, mode='tensor') for c in chunks]
 
     def run_early():
         return [predictor(c) for c in chunks]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def run_ideal():
         for c, rows in zip(chunks, plan):
-            s = c
+            s, z = c, None
             for k, m in enumerate(rows):
                 if k:
-                    s = [t[:m] for t in s]
+                    s, z = [t[:m] for t in s], z[:m]
                 s = blocks[k](s)
-                exits[k](s[-1])
+                z = model.head.exit_forward(k, s[-1], z)
 
     run_full()
     plan = [r.rows for r in run_early()]  # warm-up, and the sizes

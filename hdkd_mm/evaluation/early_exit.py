@@ -257,7 +257,7 @@ class EarlyExitPredictor:
             self._costs[key] = np.array([r['mflops'] for r in rows])
         return self._costs[key]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, inputs: torch.Tensor) -> EarlyExitResult:
         """Route a batch of preprocessed images ``(N, C, H, W)``."""
         if self.model.training:
