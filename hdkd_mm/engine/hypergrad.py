@@ -58,6 +58,7 @@ import torch.distributed as torch_dist
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
@@ -410,7 +411,13 @@ def objective_jvp(module: nn.Module, names: Sequence[str],
     """
     loss_fn = module.head.objective_losses
     params = [p.detach() for p in params]
-    with replay_rng(rng_state), batch_statistics(module):
+    # Fused attention kernels (the flash/efficient kernels that
+    # F.scaled_dot_product_attention picks) have no forward-mode rule; the
+    # math backend computes the same attention from matmul/softmax, which
+    # have. Only this pass changes backend: the train forward/backward and
+    # the held-out pass keep the fused kernel.
+    with replay_rng(rng_state), batch_statistics(module), \
+            sdpa_kernel(SDPBackend.MATH):
         if backend == 'functorch':
             def f(*ps):
                 logits = functional_call(module, dict(zip(names, ps)),

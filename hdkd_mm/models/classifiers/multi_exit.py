@@ -12,6 +12,26 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 
+def check_timm_features(backbone: nn.Module) -> None:
+    """A ``TIMMBackbone`` must return per-stage features: raise a
+    ``ValueError`` naming the fix when its timm model was built without
+    ``features_only=True`` (it then returns one final feature map, which
+    gives no earlier exits). Other backbones pass."""
+    timm_model = getattr(backbone, 'timm_model', None)
+    if timm_model is None:
+        return
+    feature_info = getattr(timm_model, 'feature_info', None)
+    if feature_info is None or not hasattr(feature_info, 'channels'):
+        name = (getattr(timm_model, 'pretrained_cfg', None) or {}).get(
+            'architecture', type(timm_model).__name__)
+        raise ValueError(
+            f'This TIMMBackbone ({name}) gives no per-stage features, so it '
+            'cannot feed one exit per stage: build it with '
+            '`features_only=True` and `out_indices=(...)` (indices into '
+            "timm's feature_info, e.g. (1, 2, 3, 4) for a ResNet's four "
+            'stages).')
+
+
 def infer_exit_channels(backbone: nn.Module) -> List[int]:
     """Channel widths of the features a backbone returns, one per exit.
 
@@ -24,12 +44,8 @@ def infer_exit_channels(backbone: nn.Module) -> List[int]:
         return list(backbone.exit_channels)
     timm_model = getattr(backbone, 'timm_model', None)
     if timm_model is not None:
-        feature_info = getattr(timm_model, 'feature_info', None)
-        if feature_info is None or not hasattr(feature_info, 'channels'):
-            raise ValueError(
-                'This TIMMBackbone gives no per-stage features: build it with '
-                '`features_only=True` and `out_indices=(...)`.')
-        return list(feature_info.channels())
+        check_timm_features(backbone)
+        return list(timm_model.feature_info.channels())
     size = getattr(backbone, 'img_size', (64, 64))
     size = (size, size) if isinstance(size, int) else tuple(size)
     was_training = backbone.training
@@ -101,6 +117,7 @@ class MultiExitClassifier(ImageClassifier):
                 'head module (set pooling inside the head).')
         if isinstance(backbone, dict):
             backbone = MODELS.build(backbone)
+        check_timm_features(backbone)
         if isinstance(head, dict) and head.get('in_channels') is None:
             head = dict(head, in_channels=infer_exit_channels(backbone))
         super().__init__(
