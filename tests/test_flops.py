@@ -274,3 +274,31 @@ def test_get_flops_on_the_paper_configs(config, options, reference):
     mflops, params = reference
     assert [r['mflops'] for r in rows] == pytest.approx(mflops, rel=0.01)
     assert rows[-1]['params_m'] == pytest.approx(params, rel=0.01)
+
+
+def test_inline_collaboration_exits_count_their_collaboration_modules():
+    """With IMTA's inline collaboration, exit k > 1's cost includes its
+    Linear-BN1d-ReLU of exit k-1's logits and the wider Linear: the same
+    model without it plus exactly those layers, by parameter count and by
+    single-layer cost; exit 1 is unchanged."""
+    cfg = msdnet_cifar(4, num_classes=10)
+    cfg['head']['inline_collaboration'] = True
+    isc = exit_costs(build_on_meta(cfg), (3, 32, 32))
+    plain = exit_costs(build_on_meta(msdnet_cifar(4, num_classes=10)),
+                       (3, 32, 32))
+    width = 128  # the CIFAR exits' inter_channels
+    extra = module_cost(nn.Sequential(nn.Linear(10, width),
+                                      nn.BatchNorm1d(width),
+                                      nn.ReLU()).eval(),
+                        torch.zeros(1, 10))
+    # the wider Linear: width × 10 more weights, no second bias
+    extra_linear = module_cost(nn.Linear(width, 10, bias=False),
+                               torch.zeros(1, width))
+    assert isc[0] == plain[0]
+    for k in range(1, 4):
+        assert isc[k]['mflops'] == pytest.approx(
+            plain[k]['mflops'] + k * (extra['mflops'] +
+                                      extra_linear['mflops']), rel=1e-12)
+        assert isc[k]['params_m'] == pytest.approx(
+            plain[k]['params_m'] + k * (extra['params_m'] +
+                                        width * 10 / 1e6), rel=1e-12)

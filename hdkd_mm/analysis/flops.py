@@ -32,7 +32,10 @@ Counting convention (ops per sample; "MFLOPs" = ops / 1e6)
   is caught with a ``TorchFunctionMode``: ``matmul``/``bmm``/``mm``/``@``
   (multiply-adds), ``F.scaled_dot_product_attention`` (``QKᵀ`` and ``AV``
   multiply-adds + 1 op per attention weight for the softmax), ``F.linear``,
-  ``F.conv*``, functional activations/softmax and pools, with the rules above.
+  ``F.conv*``, functional activations/softmax and pools, with the rules above;
+  ``mean`` (e.g. the squeeze of timm's squeeze-excitation blocks, the token
+  average of a ViT's ``avg_featmap``) as an adaptive average pool: 1 op per
+  input element.
 * An executed leaf module of any other type raises :class:`TypeError` naming
   the type (never a silent zero); so do ``nn.MultiheadAttention`` and
   ``nn.Transformer*`` layers, whose fused fast paths hide their compute.
@@ -224,7 +227,8 @@ for _f in (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.max_pool1d,
     _FUNCTIONAL_RULES[_f] = _functional_pool
 for _f in (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
            F.adaptive_avg_pool3d, F.adaptive_max_pool1d,
-           F.adaptive_max_pool2d, F.adaptive_max_pool3d):
+           F.adaptive_max_pool2d, F.adaptive_max_pool3d, torch.mean,
+           torch.Tensor.mean):
     _FUNCTIONAL_RULES[_f] = _functional_adaptive_pool
 for _f in (F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu,
            torch.Tensor.relu_, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu,
@@ -489,17 +493,33 @@ def _get(obj, key, default=None):
         return getattr(obj, key, default)
 
 
+def _native_size(dataset) -> Optional[Tuple[int, int]]:
+    """``(32, 32)`` for a CIFAR data set (any dataset type with 'CIFAR' in
+    its name, dataset wrappers included), whose images all have that size."""
+    while dataset is not None:
+        kind = _get(dataset, 'type', '')
+        kind = getattr(kind, '__name__', str(kind))
+        if 'CIFAR' in kind.upper():
+            return (32, 32)
+        dataset = _get(dataset, 'dataset')
+    return None
+
+
 def _pipeline_size(cfg) -> Optional[Tuple[int, int]]:
-    """``(H, W)`` of the last fixed-size transform of the test pipeline."""
+    """``(H, W)`` of the last fixed-size transform of the test pipeline, or
+    the native size of a CIFAR test set whose pipeline does not resize."""
     for loader_key in ('test_dataloader', 'val_dataloader'):
         dataset = _get(_get(cfg, loader_key), 'dataset')
+        native = _native_size(dataset)
         pipeline = _get(dataset, 'pipeline')
         while not pipeline and _get(dataset, 'dataset') is not None:
             dataset = _get(dataset, 'dataset')  # dataset wrappers
             pipeline = _get(dataset, 'pipeline')
         if not pipeline:
+            if native is not None:
+                return native
             continue
-        size = None
+        size = native
         for t in pipeline:
             kind = str(_get(t, 'type', ''))
             value = None
@@ -525,8 +545,10 @@ def default_input_shape(cfg_or_model) -> Tuple[int, int, int]:
     built classifier or a backbone. H×W is taken from, in order: the last
     fixed-size transform (``CenterCrop``, ``Resize`` or ``RandomResizedCrop``
     with an int or (w, h) size, this project's ``CenterPad``) of the test (or
-    val) pipeline of a full config, dataset wrappers included; the MSDNet stem (32 for
-    ``'cifar'``, 224 for ``'imagenet'``); the backbone's ``img_size``; 224.
+    val) pipeline of a full config, dataset wrappers included; 32×32 for a
+    CIFAR test set the pipeline leaves unresized; the MSDNet stem (32 for
+    ``'cifar'``, 224 for ``'imagenet'``); 32 for ``ResNet_CIFAR``; the
+    backbone's ``img_size``; 224.
     C is the backbone's ``in_channels`` (3 if unset).
     """
     obj = cfg_or_model
@@ -543,6 +565,8 @@ def default_input_shape(cfg_or_model) -> Tuple[int, int, int]:
             stem = _get(backbone, 'stem', None) or _get(
                 backbone, 'stem_type', 'cifar')
             size = (32, 32) if stem == 'cifar' else (224, 224)
+        elif kind in ('ResNet_CIFAR', 'mmpretrain.ResNet_CIFAR'):
+            size = (32, 32)
         else:
             img_size = _get(backbone, 'img_size', 224) or 224
             size = (img_size, img_size) if isinstance(img_size, int) \
@@ -593,8 +617,10 @@ def exit_cost_breakdown(model: nn.Module,
                 f'The backbone returned {len(feats)} features for '
                 f'{len(exits)} exits.')
         head_ops, head_params = [], []
-        for exit_, feat in zip(exits, feats):
-            head_tracer, _ = _run_traced(exit_, lambda: exit_(feat))
+        exit_logits = None  # exit k-1's logits (inline collaboration)
+        for k, (exit_, feat) in enumerate(zip(exits, feats)):
+            head_tracer, exit_logits = _run_traced(
+                exit_, lambda: head.exit_forward(k, feat, exit_logits))
             head_ops.append(head_tracer.ops)
             head_params.append(head_tracer.params)
     finally:
