@@ -1,0 +1,341 @@
+"""Running a suite: every run as subprocesses of the repository's tools,
+N at a time, resumable.
+
+Per run (folder ``WORK_ROOT/<config stem>/<override>/seed<k>``):
+
+1. ``tools/train.py CONFIG --work-dir RUN --resume --cfg-options ...``
+   (``--resume`` without a value resumes from the run's latest checkpoint if
+   an earlier attempt was interrupted, and starts afresh otherwise); the
+   final checkpoint is then linked as ``RUN/final.pth``;
+2. ``python -m hdkd_mm.experiments.evaluate`` (one process): the anytime
+   evaluation of ``tools/analysis/anytime_eval.py`` → ``RUN/anytime.json``
+   (test split), the training subset through the test pipeline →
+   ``RUN/train_split.json``, and the budgeted evaluation of
+   ``tools/analysis/budgeted_eval.py`` → ``RUN/budgeted/budgeted.json``;
+3. ``RUN/result.json``: the marker of a finished run (skipped next time),
+   with the wall times and the per-exit accuracies.
+
+Each step whose output exists is skipped, so an interrupted suite continues
+where it stopped. Every subprocess gets ``OMP_NUM_THREADS`` (and
+``MKL_NUM_THREADS``) = the suite's ``threads``; its output goes to
+``RUN/logs/<step>.log``.
+"""
+import concurrent.futures as futures
+import datetime
+import json
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+from .suite import Run, Suite, SuiteError, epoch_options, format_options
+
+__all__ = ['REPO', 'run_state', 'plan_runs', 'execute_run', 'run_suite',
+           'fmt_duration']
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+BILEVEL_COST = 2.3  # HDKD-type run / plain run (measured, docs/results.md)
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: str, data) -> None:
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def run_state(run: Run) -> str:
+    """``done`` (result.json), ``trained`` (final.pth), ``partial`` (a
+    checkpoint of an interrupted attempt) or ``new``."""
+    if osp.isfile(osp.join(run.run_dir, 'result.json')):
+        return 'done'
+    if osp.isfile(osp.join(run.run_dir, 'final.pth')):
+        return 'trained'
+    if osp.isfile(osp.join(run.run_dir, 'last_checkpoint')):
+        return 'partial'
+    return 'new'
+
+
+def _load_cfg(run: Run, train_options: Dict):
+    from hdkd_mm.launch import load_config
+    return load_config(run.config, dict(train_options))
+
+
+def plan_runs(suite: Suite) -> List[Run]:
+    """Fill in every run's training options (seed, epochs) and cost; check
+    that existing run folders were made by the same spec.
+
+    Raises:
+        SuiteError: a run folder holding another spec; a config that does
+            not load.
+    """
+    for run in suite.runs:
+        run.train_options = dict(run.options)
+        try:
+            cfg = _load_cfg(run, run.options)
+        except Exception as err:  # a config error names the file
+            raise SuiteError(f'{suite.path}: config {run.config} with the '
+                             f'options of {run.run_id} does not load: '
+                             f'{type(err).__name__}: {err}') from None
+        if suite.epochs is not None:
+            run.train_options.update(epoch_options(cfg, suite.epochs))
+            run.max_epochs = suite.epochs
+        else:
+            run.max_epochs = int(cfg.train_cfg.max_epochs)
+        lw = cfg.model.get('loss_weights')
+        bilevel = bool(lw) and lw.get('init', 'ds_like') != 'fixed'
+        head_loss = cfg.model.get('head', {}).get('loss', {})
+        bilevel = bilevel or head_loss.get('scheme') in (
+            'hmsdnet', 'hdbt', 'hdkd') and not lw
+        run.cost = (BILEVEL_COST if bilevel else 1.0) * run.max_epochs
+        spec = run.spec()
+        spec['max_epochs'] = run.max_epochs
+        run.full_spec = spec
+        old = _read_json(osp.join(run.run_dir, 'run.json'))
+        if old is not None and old.get('spec') != json.loads(
+                json.dumps(spec)):
+            raise SuiteError(
+                f'{run.run_dir} was made by another run spec:\n  there: '
+                f'{old.get("spec")}\n  now:   {spec}\nUse another work_root '
+                'or delete that folder.')
+    return suite.runs
+
+
+class _Step:
+    def __init__(self, name, cmd, output):
+        self.name, self.cmd, self.output = name, cmd, output
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def _steps(run: Run) -> List[_Step]:
+    d = run.run_dir
+    final = osp.join(d, 'final.pth')
+    opts = format_options(run.options)
+    cfg_opts = ['--cfg-options'] + opts if opts else []
+    train_opts = format_options(run.train_options)
+    return [
+        _Step('train', [_python(), osp.join(REPO, 'tools', 'train.py'),
+                        run.config, '--work-dir', d, '--resume'] +
+              (['--cfg-options'] + train_opts if train_opts else []),
+              final),
+        _Step('eval', [_python(), '-m', 'hdkd_mm.experiments.evaluate',
+                       run.config, final, '--run-dir', d] + cfg_opts,
+              osp.join(d, 'budgeted', 'budgeted.json')),
+    ]
+
+
+def _env(threads: int) -> Dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               OPENBLAS_NUM_THREADS=str(threads))
+    path = env.get('PYTHONPATH', '')
+    env['PYTHONPATH'] = REPO + (os.pathsep + path if path else '')
+    return env
+
+
+def _link_final(run: Run) -> str:
+    """``RUN/final.pth`` = the checkpoint of the last epoch."""
+    ckpt = osp.join(run.run_dir, f'epoch_{run.max_epochs}.pth')
+    if not osp.isfile(ckpt):
+        raise RuntimeError(f'training ended without {ckpt}')
+    final = osp.join(run.run_dir, 'final.pth')
+    tmp = final + '.tmp'
+    if osp.exists(tmp):
+        os.remove(tmp)
+    try:
+        os.link(ckpt, tmp)
+    except OSError:
+        shutil.copyfile(ckpt, tmp)
+    os.replace(tmp, final)
+    return final
+
+
+def execute_run(run: Run, threads: int) -> Dict:
+    """Run (or finish) one run; returns its result dict. Raises
+    RuntimeError with the log path when a step fails."""
+    os.makedirs(osp.join(run.run_dir, 'logs'), exist_ok=True)
+    info = dict(spec=run.full_spec, label=run.label, run_id=run.run_id)
+    _write_json(osp.join(run.run_dir, 'run.json'), info)
+    if run.needs:
+        dep = osp.join(run.work_root, run.needs, 'final.pth')
+        if not osp.isfile(dep):
+            raise RuntimeError(
+                f'needs the final checkpoint of run {run.needs} ({dep}), '
+                'which does not exist yet: run the suite that trains it '
+                'first.')
+    timing_path = osp.join(run.run_dir, 'timing.json')
+    timing = _read_json(timing_path) or dict(attempts=[])
+    env = _env(threads)
+    for step in _steps(run):
+        if osp.isfile(step.output):
+            continue
+        log = osp.join(run.run_dir, 'logs', f'{step.name}.log')
+        t0 = time.time()
+        with open(log, 'a') as f:
+            f.write(f'\n# {datetime.datetime.now().isoformat()} '
+                    f'OMP_NUM_THREADS={threads}\n# ' + ' '.join(step.cmd) +
+                    '\n')
+            f.flush()
+            proc = subprocess.run(step.cmd, cwd=os.getcwd(), env=env,
+                                  stdout=f, stderr=subprocess.STDOUT)
+        wall = time.time() - t0
+        timing['attempts'].append(dict(step=step.name, wall_s=round(wall, 2),
+                                       rc=proc.returncode, threads=threads,
+                                       ended=datetime.datetime.now()
+                                       .isoformat(timespec='seconds')))
+        _write_json(timing_path, timing)
+        if proc.returncode != 0:
+            raise RuntimeError(f'step {step.name} failed (exit code '
+                               f'{proc.returncode}); see {log}')
+        if step.name == 'train':
+            _link_final(run)
+    walls: Dict[str, float] = {}
+    for a in timing['attempts']:
+        walls[a['step']] = walls.get(a['step'], 0.0) + a['wall_s']
+    anytime = _read_json(osp.join(run.run_dir, 'anytime.json'))
+    train = _read_json(osp.join(run.run_dir, 'train_split.json'))
+    result = dict(
+        info, finished=datetime.datetime.now().isoformat(timespec='seconds'),
+        threads=threads,
+        train_wall_s=round(walls.get('train', 0.0), 1),
+        eval_wall_s=round(sum(v for k, v in walls.items() if k != 'train'),
+                          1),
+        resumed=sum(a['step'] == 'train' for a in timing['attempts']) > 1,
+        test_top1=[e['top1'] for e in anytime['exits']],
+        train_top1=[e['top1'] for e in train['train_exits']],
+        mflops=[e['mflops'] for e in anytime['exits']])
+    _write_json(osp.join(run.run_dir, 'result.json'), result)
+    return result
+
+
+def status_line(run: Run, result: Optional[Dict], error: Optional[str],
+                skipped: bool = False) -> str:
+    head = f'{run.label} seed {run.seed}'
+    if error:
+        return f'{head}: FAILED: {error}'
+    test, train = result['test_top1'][-1], result['train_top1'][-1]
+    text = (f'{head}: last-exit top-1 {test:.2f} (train {train:.2f}), '
+            f'exit-1 {result["test_top1"][0]:.2f}; train '
+            f'{fmt_duration(result["train_wall_s"])}, eval '
+            f'{fmt_duration(result["eval_wall_s"])}')
+    return text + (' [already done]' if skipped else '')
+
+
+def _bar(done: int, total: int, elapsed: float, eta: Optional[float] = None,
+         width: int = 30) -> str:
+    fill = int(width * done / max(total, 1))
+    text = (f'[{"#" * fill}{"." * (width - fill)}] {done}/{total} runs, '
+            f'{fmt_duration(elapsed)} elapsed')
+    if eta is not None:
+        text += f', about {fmt_duration(eta)} left'
+    return text
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def run_suite(suite: Suite, log: Callable[[str], None] = _print,
+              dry_run: bool = False) -> Dict[str, Dict]:
+    """Run every unfinished run of ``suite`` (``parallel`` at a time);
+    returns ``{run_id: result}`` of the finished runs and
+    ``{run_id: {'error': ...}}`` of the failed ones."""
+    plan_runs(suite)
+    results: Dict[str, Dict] = {}
+    todo: List[Run] = []
+    for run in suite.runs:
+        state = run_state(run)
+        if state == 'done':
+            results[run.run_id] = _read_json(osp.join(run.run_dir,
+                                                      'result.json'))
+        else:
+            todo.append(run)
+    ids = {r.run_id for r in todo}
+    log(f'suite {suite.name}: {len(suite.runs)} runs, '
+        f'{len(suite.runs) - len(todo)} already done, {len(todo)} to run, '
+        f'{suite.parallel} at a time with OMP_NUM_THREADS={suite.threads}; '
+        f'runs in {suite.work_root}')
+    if dry_run:
+        for run in todo:
+            log(f'  {run.run_id} ({run_state(run)}): ' +
+                ' '.join(_steps(run)[0].cmd[1:]))
+        return results
+    # Order: longest first (less idle time at the end), a run's dependency
+    # before it.
+    pending = sorted(todo, key=lambda r: (-r.cost, r.run_id))
+    total, done = len(suite.runs), len(suite.runs) - len(todo)
+    start = time.time()
+    running: Dict[futures.Future, Run] = {}
+    failed: Dict[str, str] = {}
+    cost_done = 0.0
+
+    def ready(run: Run) -> Optional[bool]:
+        """True: can start; False: wait; None: its dependency failed."""
+        if not run.needs or run.needs not in ids:
+            return True
+        if run.needs in failed:
+            return None
+        return run.needs in results
+
+    with futures.ThreadPoolExecutor(max_workers=suite.parallel) as pool:
+        while pending or running:
+            for run in list(pending):
+                if len(running) >= suite.parallel:
+                    break
+                ok = ready(run)
+                if ok is None:
+                    pending.remove(run)
+                    failed[run.run_id] = f'its dependency {run.needs} failed'
+                    done += 1
+                    log(status_line(run, None, failed[run.run_id]))
+                elif ok:
+                    pending.remove(run)
+                    log(f'start {run.run_id}')
+                    running[pool.submit(execute_run, run,
+                                        suite.threads)] = run
+            if not running:
+                if pending:  # only waiting runs left: cannot happen
+                    raise SuiteError('unresolvable run dependencies: ' +
+                                     ', '.join(r.run_id for r in pending))
+                break
+            finished, _ = futures.wait(list(running),
+                                       return_when=futures.FIRST_COMPLETED)
+            for fut in finished:
+                run = running.pop(fut)
+                done += 1
+                try:
+                    results[run.run_id] = fut.result()
+                    log(status_line(run, results[run.run_id], None))
+                except Exception as err:  # report, go on with the rest
+                    failed[run.run_id] = str(err)
+                    log(status_line(run, None, str(err)))
+                cost_done += run.cost
+                left = sum(r.cost for r in pending) + sum(
+                    r.cost for r in running.values())
+                elapsed = time.time() - start
+                log(_bar(done, total, elapsed,
+                         elapsed * left / cost_done if left else None))
+    for run_id, err in failed.items():
+        results[run_id] = dict(error=err)
+    return results

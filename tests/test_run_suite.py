@@ -1,0 +1,239 @@
+"""tools/experiments/run_suite.py end to end: a 2-config × 1-seed × 1-epoch
+mini suite on tiny Fashion-MNIST files (train → anytime/train-split/budgeted
+evaluation → tables), a second invocation that skips the finished runs, and
+clear errors for bad suite files."""
+import json
+import os.path as osp
+import re
+
+import pytest
+
+from hdkd_mm.experiments.suite import (SuiteError, epoch_options,
+                                       format_options, load_suite)
+from tool_helpers import REPO, run_tool, write_tiny_demo_config
+
+
+def _write_suite(tmp_path, configs, extra=''):
+    path = tmp_path / 'mini.yaml'
+    path.write_text(
+        'name: mini\n'
+        f'work_root: {tmp_path / "runs"}\n'
+        'seeds: [0]\n'
+        'parallel: 2\n'
+        'threads: 1\n'
+        'epochs: 1\n'
+        'baselines: [msdnet_tiny]\n'
+        'claims:\n'
+        '  - {claim: DBT lifts exit 1, a: dbt_tiny, b: msdnet_tiny, '
+        "exit: first, expect: '+', paper: '+6.48'}\n"
+        'configs:\n' + ''.join(f'  - {c}\n' for c in configs) + extra)
+    return path
+
+
+@pytest.fixture(scope='module')
+def tiny_configs(tmp_path_factory):
+    root = tmp_path_factory.mktemp('fmnist')
+    plain = write_tiny_demo_config(root, name='msdnet_tiny.py',
+                                   per_class=(8, 4))
+    dbt = write_tiny_demo_config(
+        root, name='dbt_tiny.py', per_class=(8, 4),
+        extra="model['head']['loss'] = dict(scheme='dbt', temperature=4.0, "
+        'kd_weight=1.0)\n')
+    return [plain, dbt]
+
+
+_CELL = re.compile(r'^\d+\.\d\d( ± \d+\.\d\d)?$')
+
+
+def _table_rows(path):
+    lines = [line for line in open(path).read().splitlines()
+             if line.startswith('|')]
+    header = [c.strip() for c in lines[0].strip('|').split('|')]
+    rows = [[c.strip().strip('*') for c in line.strip('|').split('|')]
+            for line in lines[2:]]
+    return header, rows
+
+
+def test_mini_suite_end_to_end_and_skip(tiny_configs, tmp_path):
+    suite = _write_suite(tmp_path, tiny_configs)
+    out = run_tool('tools/experiments/run_suite.py', suite, timeout=600)
+    assert '0 already done, 2 to run' in out
+    # one status line per finished run, with the last exit's top-1
+    assert re.search(r'msdnet_tiny seed 0: last-exit top-1 \d+\.\d\d', out)
+    assert re.search(r'dbt_tiny seed 0: last-exit top-1 \d+\.\d\d', out)
+    assert '2/2 runs' in out
+    out_dir = tmp_path / 'runs' / 'suites' / 'mini'
+    header, rows = _table_rows(out_dir / 'anytime_top1.md')
+    assert header == ['exit', 'MFLOPs', 'msdnet_tiny (n=1)',
+                      'dbt_tiny (n=1)']
+    assert [r[0] for r in rows] == ['1', '2']  # the 2-exit tiny model
+    for row in rows:
+        for cell in row[2:]:
+            assert _CELL.match(cell), row
+            assert 0 <= float(cell.split()[0]) <= 100
+    header, rows = _table_rows(out_dir / 'train_top1.md')
+    assert len(rows) == 2 and len(header) == 4
+    assert all(0 <= float(c.split()[0]) <= 100 for r in rows for c in r[2:])
+    _, rows = _table_rows(out_dir / 'deltas_vs_msdnet_tiny.md')
+    assert [r[0] for r in rows] == ['1', '2', 'n']
+    _, rows = _table_rows(out_dir / 'claims.md')
+    # one seed: an effect, no interval, no verdict either way
+    assert len(rows) == 1 and rows[0][0] == 'DBT lifts exit 1'
+    assert rows[0][4] == '1' and rows[0][8] == 'inconclusive'
+    for name in ('anytime_top1.png', 'budgeted.png', 'budgeted.md',
+                 'regime.md', 'runs.md', 'timing.md', 'report.md'):
+        assert (out_dir / name).is_file(), name
+    run_dir = tmp_path / 'runs' / 'msdnet_tiny' / 'default' / 'seed0'
+    result = json.loads((run_dir / 'result.json').read_text())
+    assert result['spec']['max_epochs'] == 1
+    assert len(result['test_top1']) == len(result['train_top1']) == 2
+    for name in ('final.pth', 'anytime.json', 'train_split.json',
+                 'budgeted/budgeted.json', 'logs/train.log'):
+        assert (run_dir / name).is_file(), name
+    # the epochs override reached the training config
+    assert 'train_cfg.max_epochs=1' in (run_dir / 'logs' /
+                                        'train.log').read_text()
+    summary = json.loads((out_dir / 'summary.json').read_text())
+    assert summary['complete'] and summary['num_done'] == 2
+
+    # A second invocation skips the finished run (dbt) and finishes the
+    # msdnet run whose evaluation was interrupted (result.json and two
+    # outputs removed): it evaluates again without training again.
+    mtime = (run_dir / 'final.pth').stat().st_mtime_ns
+    train_log = (run_dir / 'logs' / 'train.log').read_text()
+    for name in ('result.json', 'anytime.json', 'budgeted/budgeted.json'):
+        (run_dir / name).unlink()
+    out = run_tool('tools/experiments/run_suite.py', suite)
+    assert '1 already done, 1 to run' in out
+    assert 'start msdnet_tiny/default/seed0' in out
+    assert 'start dbt_tiny' not in out
+    assert (run_dir / 'final.pth').stat().st_mtime_ns == mtime
+    assert (run_dir / 'logs' / 'train.log').read_text() == train_log
+    assert (run_dir / 'result.json').is_file()
+    # A third one has nothing left to run; it fills a document's blocks.
+    doc = tmp_path / 'doc' / 'results.md'
+    doc.parent.mkdir()
+    doc.write_text('# R\n<!-- BEGIN suite:mini/anytime_top1.md -->\nold\n'
+                   '<!-- END suite:mini/anytime_top1.md -->\ntext\n'
+                   '<!-- BEGIN suite:mini/budgeted.png -->\nold\n'
+                   '<!-- END suite:mini/budgeted.png -->\n'
+                   '<!-- BEGIN suite:other/budgeted.png -->\nkeep\n'
+                   '<!-- END suite:other/budgeted.png -->\n')
+    out = run_tool('tools/experiments/run_suite.py', suite, '--doc', doc)
+    assert '2 already done, 0 to run' in out and 'start ' not in out
+    text = doc.read_text()
+    assert 'old' not in text and 'keep' in text and 'text' in text
+    assert (out_dir / 'anytime_top1.md').read_text() in text
+    assert '![mini budgeted](results/mini/budgeted.png)' in text
+    assert (doc.parent / 'results' / 'mini' / 'budgeted.png').is_file()
+
+    # A run folder made with other settings is refused, not reused.
+    other = _write_suite(tmp_path, tiny_configs,
+                         'options: {model.head.loss.temperature: 2.0}\n')
+    code, out = run_tool('tools/experiments/run_suite.py', other,
+                         check=False)
+    assert code != 0 and 'was made by another run spec' in out
+
+
+@pytest.mark.parametrize('body,message', [
+    ('name: s\nseeds: [0]\nconfigs: [configs/demo/msdnet_fashion_mnist.py]\n'
+     'parallell: 2\n', "unknown key(s) ['parallell']"),
+    ('name: s\nseeds: [0]\nconfigs: [configs/demo/nope.py]\n',
+     "config file 'configs/demo/nope.py' does not exist"),
+    ('name: s\nconfigs: [configs/demo/msdnet_fashion_mnist.py]\n',
+     '`seeds` is required'),
+    ('name: s\nseeds: [0]\ngrid:\n  - configs: '
+     '[configs/demo/hdkd_fashion_mnist.py]\n    overrides: [rand]\n',
+     "unknown override set 'rand'"),
+    ('name: s\nseeds: [0]\nconfigs: [configs/demo/msdnet_fashion_mnist.py]\n'
+     'overrides:\n  x: {model.backbone: {nBlocks: 5}}\n',
+     'use one dotted key per leaf'),
+    ('name: s\nseeds: [0]\nconfigs: [configs/demo/hdkd_fashion_mnist.py]\n'
+     'overrides:\n  fixed: {needs: hdkd, options: {}}\n',
+     'needs must be a run id CONFIG_STEM/OVERRIDE/seedK'),
+    ('name: s\nseeds: [0]\nconfigs: [configs/demo/hdkd_fashion_mnist.py]\n'
+     'overrides:\n  x: {model.loss_weights.path: "{needs}"}\n',
+     'uses {needs} but the override set has no `needs`'),
+    ('name: s\nseeds: [0]\nconfigs: [configs/demo/hdkd_fashion_mnist.py, '
+     'configs/hdkd/msdnet_cifar100.py, configs/dbt/msdnet_cifar100.py]\n',
+     'two configs share the name'),
+])
+def test_bad_suite_file(tmp_path, monkeypatch, body, message):
+    monkeypatch.chdir(REPO)
+    path = tmp_path / 'bad.yaml'
+    path.write_text(body)
+    with pytest.raises(SuiteError, match=re.escape(message)):
+        load_suite(str(path))
+
+
+def test_bad_suite_file_cli(tmp_path):
+    """The tool exits non-zero with the message, before running anything."""
+    path = tmp_path / 'bad.yaml'
+    path.write_text('name: s\nseeds: [0]\nconfigs: [configs/demo/nope.py, '
+                    'configs/demo/msdnet_fashion_mnist.py]\nwork_root: '
+                    f'{tmp_path / "runs"}\n')
+    code, out = run_tool('tools/experiments/run_suite.py', path,
+                         check=False)
+    assert code != 0
+    assert ("run_suite: error: " in out and
+            "config file 'configs/demo/nope.py' does not exist" in out)
+    assert not (tmp_path / 'runs').exists()
+
+
+def test_shipped_suites_load(monkeypatch):
+    """The suites of configs/experiments load, their configs exist, and the
+    Fixed-γ cell needs the HDKD run of the low-data suite."""
+    monkeypatch.chdir(REPO)
+    low = load_suite('configs/experiments/fashion_mnist_lowdata.yaml')
+    assert len(low.labels()) == 7 and len(low.seeds) >= 3
+    abl = load_suite('configs/experiments/fashion_mnist_ablation.yaml')
+    assert abl.work_root == low.work_root
+    fixed = [r for r in abl.runs if r.override == 'fixed']
+    assert fixed and all(r.needs == 'hdkd/default/seed0' for r in fixed)
+    assert any(r.run_id == 'hdkd/default/seed0' for r in low.runs)
+    for r in fixed:
+        assert r.options['model.loss_weights.path'].endswith(
+            'hdkd/default/seed0/final.pth')
+
+
+def test_epoch_and_option_formatting():
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo',
+                                   'hdkd_fashion_mnist.py'))
+    opts = epoch_options(cfg, 7)
+    assert opts['train_cfg.max_epochs'] == 7
+    assert opts['param_scheduler.model.1.end'] == 7
+    assert format_options({'a': [1, 2], 'b': 'x/y.pth', 'c': 0.5,
+                           'd': None}) == ['a=[1,2]', 'b=x/y.pth', 'c=0.5',
+                                           'd=None']
+    with pytest.raises(ValueError):
+        format_options({'a': 'x,y'})
+
+
+def test_claim_verdicts():
+    from hdkd_mm.experiments.report import claim_effect
+
+    def done(label, seed, top1):
+        return dict(label=label, seed=seed,
+                    test=[dict(exit=k + 1, top1=v) for k, v in
+                          enumerate(top1)])
+    runs = [done('b', s, [70, 80]) for s in range(3)]
+    runs += [done('a', 0, [75, 80.2]), done('a', 1, [76, 79.9]),
+             done('a', 2, [74, 80.1])]
+    e = claim_effect(runs, dict(a='a', b='b', exit='first', expect='+'))
+    assert e['n'] == 3 and e['mean'] == 5 and e['verdict'] == 'reproduced'
+    # 95 % t-interval: 5 ± 4.303 · 1 / √3
+    assert abs(e['lo'] - (5 - 4.303 / 3 ** 0.5)) < 1e-9
+    e = claim_effect(runs, dict(a='a', b='b', exit='first', expect='-'))
+    assert e['verdict'] == 'contradicted'
+    e = claim_effect(runs, dict(a='a', b='b', exit='last', expect='='))
+    assert e['verdict'] == 'reproduced'  # ±0.15 inside ±1
+    e = claim_effect(runs, dict(a='a', b='b', exit='last', expect='+'))
+    assert e['verdict'] == 'inconclusive'
+    # mean over exits: 2.5, 2.95, 2.05 → 2.5 ± 1.12, outside ±1
+    e = claim_effect(runs, dict(a='a', b='b', exit='mean', expect='=',
+                                margin=1.0))
+    assert e['verdict'] == 'contradicted'
+    e = claim_effect(runs, dict(a='a', b='b', exit='mean', expect='=',
+                                margin=3.0))
+    assert e['verdict'] == 'inconclusive'
