@@ -59,3 +59,28 @@ def collect_exit_logits(model: torch.nn.Module,
         all_labels.append(
             torch.cat([s.gt_label for s in data['data_samples']]).cpu())
     return torch.cat(all_logits), torch.cat(all_labels)
+
+
+def per_exit_results(cfg, checkpoint: str, dataloader=None
+                     ) -> Tuple[list, int]:
+    """Every exit's top-1/top-5 (percent) and cumulative MFLOPs for the
+    model of ``cfg`` with the weights of ``checkpoint``, on ``dataloader``
+    (a config dict or a loader; default ``cfg.test_dataloader``).
+
+    Returns:
+        ``(exits, num_samples)`` with ``exits`` a list of
+        ``{"exit": k, "top1", "top5", "mflops"}`` (k 1-based), the rows of
+        the anytime JSON.
+    """
+    from hdkd_mm.analysis.flops import default_input_shape, exit_costs
+    from hdkd_mm.evaluation.metrics import exit_topk_accuracy
+    model = build_model_from_checkpoint(cfg, checkpoint)
+    logits, labels = collect_exit_logits(
+        model, cfg.test_dataloader if dataloader is None else dataloader)
+    acc = exit_topk_accuracy(logits, labels, (1, 5))
+    costs = exit_costs(model, default_input_shape(cfg))
+    exits = [dict(exit=k + 1, top1=round(acc[k, 0].item(), 4),
+                  top5=round(acc[k, 1].item(), 4),
+                  mflops=round(costs[k]['mflops'], 4))
+             for k in range(acc.size(0))]
+    return exits, int(labels.numel())

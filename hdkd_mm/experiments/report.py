@@ -31,6 +31,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .runner import read_json
 from .suite import Suite
 
 __all__ = ['collect', 'write_report', 'publish']
@@ -41,24 +42,16 @@ def safe_name(label: str) -> str:
     return re.sub(r'[^A-Za-z0-9_.-]', '_', label)
 
 
-def _read_json(path: str) -> Optional[dict]:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def collect(suite: Suite) -> List[Dict]:
     """Every finished run of the suite (``result.json`` present)."""
     out = []
     for run in suite.runs:
-        result = _read_json(osp.join(run.run_dir, 'result.json'))
+        result = read_json(osp.join(run.run_dir, 'result.json'))
         if result is None:
             continue
-        anytime = _read_json(osp.join(run.run_dir, 'anytime.json'))
-        train = _read_json(osp.join(run.run_dir, 'train_split.json'))
-        budgeted = _read_json(osp.join(run.run_dir, 'budgeted',
+        anytime = read_json(osp.join(run.run_dir, 'anytime.json'))
+        train = read_json(osp.join(run.run_dir, 'train_split.json'))
+        budgeted = read_json(osp.join(run.run_dir, 'budgeted',
                                        'budgeted.json'))
         out.append(dict(run=run, label=run.label, seed=run.seed,
                         result=result, test=anytime['exits'],

@@ -47,7 +47,7 @@ def fmt_duration(seconds: float) -> str:
     return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
 
 
-def _read_json(path: str) -> Optional[dict]:
+def read_json(path: str) -> Optional[dict]:
     try:
         with open(path) as f:
             return json.load(f)
@@ -109,7 +109,7 @@ def plan_runs(suite: Suite) -> List[Run]:
         spec = run.spec()
         spec['max_epochs'] = run.max_epochs
         run.full_spec = spec
-        old = _read_json(osp.join(run.run_dir, 'run.json'))
+        old = read_json(osp.join(run.run_dir, 'run.json'))
         if old is not None and old.get('spec') != json.loads(
                 json.dumps(spec)):
             raise SuiteError(
@@ -185,7 +185,7 @@ def execute_run(run: Run, threads: int) -> Dict:
                 'which does not exist yet: run the suite that trains it '
                 'first.')
     timing_path = osp.join(run.run_dir, 'timing.json')
-    timing = _read_json(timing_path) or dict(attempts=[])
+    timing = read_json(timing_path) or dict(attempts=[])
     env = _env(threads)
     for step in _steps(run):
         if osp.isfile(step.output):
@@ -213,8 +213,8 @@ def execute_run(run: Run, threads: int) -> Dict:
     walls: Dict[str, float] = {}
     for a in timing['attempts']:
         walls[a['step']] = walls.get(a['step'], 0.0) + a['wall_s']
-    anytime = _read_json(osp.join(run.run_dir, 'anytime.json'))
-    train = _read_json(osp.join(run.run_dir, 'train_split.json'))
+    anytime = read_json(osp.join(run.run_dir, 'anytime.json'))
+    train = read_json(osp.join(run.run_dir, 'train_split.json'))
     result = dict(
         info, finished=datetime.datetime.now().isoformat(timespec='seconds'),
         threads=threads,
@@ -267,7 +267,7 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
     for run in suite.runs:
         state = run_state(run)
         if state == 'done':
-            results[run.run_id] = _read_json(osp.join(run.run_dir,
+            results[run.run_id] = read_json(osp.join(run.run_dir,
                                                       'result.json'))
         else:
             todo.append(run)

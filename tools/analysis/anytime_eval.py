@@ -14,10 +14,7 @@ import os.path as osp
 from mmengine.config import DictAction
 
 import hdkd_mm  # noqa: F401
-from hdkd_mm.analysis.flops import default_input_shape, exit_costs
-from hdkd_mm.evaluation import exit_topk_accuracy
-from hdkd_mm.evaluation.inference import (build_model_from_checkpoint,
-                                          collect_exit_logits)
+from hdkd_mm.evaluation.inference import per_exit_results
 from hdkd_mm.launch import load_config, prepare_config
 
 
@@ -32,16 +29,9 @@ def anytime_table(exits) -> str:
 
 def anytime_eval(config: str, checkpoint: str, cfg_options=None) -> dict:
     cfg = prepare_config(load_config(config, cfg_options), config)
-    model = build_model_from_checkpoint(cfg, checkpoint)
-    logits, labels = collect_exit_logits(model, cfg.test_dataloader)
-    acc = exit_topk_accuracy(logits, labels, (1, 5))
-    costs = exit_costs(model, default_input_shape(cfg))
-    exits = [dict(exit=k + 1, top1=round(acc[k, 0].item(), 4),
-                  top5=round(acc[k, 1].item(), 4),
-                  mflops=round(costs[k]['mflops'], 4))
-             for k in range(acc.size(0))]
+    exits, num_samples = per_exit_results(cfg, checkpoint)
     return dict(config=config, checkpoint=checkpoint,
-                num_samples=int(labels.numel()), exits=exits)
+                num_samples=num_samples, exits=exits)
 
 
 def main():
