@@ -193,7 +193,11 @@ def test_shipped_suites_load(monkeypatch):
     assert any(r.run_id == 'hdkd/default/seed0' for r in low.runs)
     for r in fixed:
         assert r.options['model.loss_weights.path'].endswith(
-            'hdkd/default/seed0/final.pth')
+            'hdkd/default/seed0/gamma.json')
+        assert r.needs_files == [r.options['model.loss_weights.path']]
+    # both suites keep their finished runs in one committed archive
+    assert low.archive == abl.archive == \
+        'docs/results/runs/fashion_mnist100'
 
 
 def test_epoch_and_option_formatting():
@@ -237,3 +241,85 @@ def test_claim_verdicts():
     e = claim_effect(runs, dict(a='a', b='b', exit='mean', expect='=',
                                 margin=3.0))
     assert e['verdict'] == 'inconclusive'
+
+
+def test_archive_restores_a_suite_in_a_fresh_work_root(tmp_path):
+    """With ``archive``, every finished run's small files (and the learned
+    γ, as ``gamma.json``) are kept; a Fixed-γ cell reads the needed run's
+    ``{needs_gamma}``; after the work folders are lost (a fresh clone), the
+    suite restores the runs from the archive instead of training them, and
+    the tables come out the same."""
+    import shutil
+
+    import torch
+    hdkd = write_tiny_demo_config(tmp_path / 'data', name='hdkd_tiny.py',
+                                  per_class=(8, 4), scheme='hdkd')
+    archive = tmp_path / 'archive'
+    path = tmp_path / 'arch.yaml'
+    path.write_text(
+        'name: arch\n'
+        f'work_root: {tmp_path / "runs"}\n'
+        f'archive: {archive}\n'
+        'seeds: [0]\n'
+        'parallel: 1\n'
+        'threads: 1\n'
+        'epochs: 1\n'
+        f'configs: [{hdkd}]\n'
+        'overrides:\n'
+        '  default: {}\n'
+        '  fixed:\n'
+        '    needs: hdkd_tiny/default/seed0\n'
+        '    options: {model.loss_weights.init: fixed, '
+        "model.loss_weights.path: '{needs_gamma}'}\n")
+    out = run_tool('tools/experiments/run_suite.py', path, '--no-doc',
+                   timeout=600)
+    assert '0 already done, 2 to run' in out
+    learned = tmp_path / 'runs' / 'hdkd_tiny' / 'default' / 'seed0'
+    fixed = tmp_path / 'runs' / 'hdkd_tiny' / 'fixed' / 'seed0'
+    # gamma.json names every objective of the 2-exit HDKD model with the
+    # final γ of the checkpoint
+    gamma = json.loads((learned / 'gamma.json').read_text())
+    assert list(gamma) == ['ce1', 'ce2', 'kd2-1']
+    final = torch.load(learned / 'final.pth', map_location='cpu',
+                       weights_only=False)['state_dict']
+    assert torch.equal(final['loss_weights.gamma'].double(),
+                       torch.tensor(list(gamma.values()), dtype=torch.float64))
+    # the fixed cell trained with exactly that γ (float32), frozen
+    frozen = torch.load(fixed / 'final.pth', map_location='cpu',
+                        weights_only=False)['state_dict']
+    assert torch.equal(frozen['loss_weights.gamma'],
+                       final['loss_weights.gamma'])
+    for run in ('hdkd_tiny/default/seed0', 'hdkd_tiny/fixed/seed0'):
+        for name in ('run.json', 'result.json', 'timing.json',
+                     'anytime.json', 'train_split.json',
+                     'budgeted/budgeted.json', 'gamma.json'):
+            assert (archive / run / name).is_file(), (run, name)
+        assert not list((archive / run).rglob('*.pth'))
+    # the learned run's γ trajectory is archived (one record per logged
+    # iteration, γ keys only); the frozen one logs γ too
+    records = [json.loads(line) for line in
+               (archive / 'hdkd_tiny/default/seed0/scalars.json')
+               .read_text().splitlines()]
+    assert records and all(set(r) == {'iter', 'gamma/ce1', 'gamma/ce2',
+                                      'gamma/kd2-1'} for r in records)
+    out_dir = tmp_path / 'runs' / 'suites' / 'arch'
+    table = (out_dir / 'anytime_top1.md').read_text()
+
+    # A fresh clone: the work folders are gone, the archive is there.
+    shutil.rmtree(tmp_path / 'runs')
+    out = run_tool('tools/experiments/run_suite.py', path, '--no-doc')
+    assert 'restored 2 finished run(s)' in out
+    assert '2 already done, 0 to run' in out and 'start ' not in out
+    assert (out_dir / 'anytime_top1.md').read_text() == table
+    assert (out_dir / 'gamma_hdkd_tiny.png').is_file()
+    assert not (learned / 'final.pth').exists()
+
+    # An archived run made by another spec is refused, not reused.
+    shutil.rmtree(tmp_path / 'runs')
+    spec_file = archive / 'hdkd_tiny/default/seed0/run.json'
+    info = json.loads(spec_file.read_text())
+    info['spec']['options']['model.head.loss.temperature'] = 2.0
+    spec_file.write_text(json.dumps(info))
+    code, out = run_tool('tools/experiments/run_suite.py', path, '--no-doc',
+                         check=False)
+    assert code != 0 and 'archived run' in out and 'another run spec' in out

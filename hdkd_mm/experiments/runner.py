@@ -12,8 +12,12 @@ Per run (folder ``WORK_ROOT/<config stem>/<override>/seed<k>``):
    (test split), the training subset through the test pipeline →
    ``RUN/train_split.json``, and the budgeted evaluation of
    ``tools/analysis/budgeted_eval.py`` → ``RUN/budgeted/budgeted.json``;
-3. ``RUN/result.json``: the marker of a finished run (skipped next time),
-   with the wall times and the per-exit accuracies.
+3. ``RUN/gamma.json`` (runs with learned loss weights: the final γ, what a
+   Fixed-γ cell reads) and ``RUN/result.json``: the marker of a finished run
+   (skipped next time), with the wall times and the per-exit accuracies;
+4. with ``archive`` in the suite file, the run's small files are copied to
+   ``ARCHIVE/<run id>/`` (:mod:`hdkd_mm.experiments.archive`), from where a
+   fresh clone restores them instead of training again.
 
 Each step whose output exists is skipped, so an interrupted suite continues
 where it stopped. Every subprocess gets ``OMP_NUM_THREADS`` (and
@@ -31,6 +35,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
+from .archive import archive_run, export_gamma, sync_archive
 from .suite import Run, Suite, SuiteError, epoch_options, format_options
 
 __all__ = ['REPO', 'run_state', 'plan_runs', 'execute_run', 'run_suite',
@@ -79,13 +84,15 @@ def _load_cfg(run: Run, train_options: Dict):
     return load_config(run.config, dict(train_options))
 
 
-def plan_runs(suite: Suite) -> List[Run]:
+def plan_runs(suite: Suite, log: Callable[[str], None] = print
+              ) -> List[Run]:
     """Fill in every run's training options (seed, epochs) and cost; check
-    that existing run folders were made by the same spec.
+    that existing run folders were made by the same spec; with an
+    ``archive``, restore the archived runs and archive the finished ones.
 
     Raises:
-        SuiteError: a run folder holding another spec; a config that does
-            not load.
+        SuiteError: a run folder (or archived run) holding another spec; a
+            config that does not load.
     """
     for run in suite.runs:
         run.train_options = dict(run.options)
@@ -116,6 +123,8 @@ def plan_runs(suite: Suite) -> List[Run]:
                 f'{run.run_dir} was made by another run spec:\n  there: '
                 f'{old.get("spec")}\n  now:   {spec}\nUse another work_root '
                 'or delete that folder.')
+    if suite.archive:
+        sync_archive(suite.runs, suite.archive, log)
     return suite.runs
 
 
@@ -171,19 +180,19 @@ def _link_final(run: Run) -> str:
     return final
 
 
-def execute_run(run: Run, threads: int) -> Dict:
-    """Run (or finish) one run; returns its result dict. Raises
-    RuntimeError with the log path when a step fails."""
+def execute_run(run: Run, threads: int,
+                archive: Optional[str] = None) -> Dict:
+    """Run (or finish) one run; returns its result dict (and archives the
+    run when ``archive`` is given). Raises RuntimeError with the log path
+    when a step fails."""
     os.makedirs(osp.join(run.run_dir, 'logs'), exist_ok=True)
     info = dict(spec=run.full_spec, label=run.label, run_id=run.run_id)
     _write_json(osp.join(run.run_dir, 'run.json'), info)
-    if run.needs:
-        dep = osp.join(run.work_root, run.needs, 'final.pth')
+    for dep in run.needs_files:
         if not osp.isfile(dep):
             raise RuntimeError(
-                f'needs the final checkpoint of run {run.needs} ({dep}), '
-                'which does not exist yet: run the suite that trains it '
-                'first.')
+                f'needs {dep} of run {run.needs}, which does not exist yet: '
+                'run the suite that trains it first.')
     timing_path = osp.join(run.run_dir, 'timing.json')
     timing = read_json(timing_path) or dict(attempts=[])
     env = _env(threads)
@@ -225,7 +234,10 @@ def execute_run(run: Run, threads: int) -> Dict:
         test_top1=[e['top1'] for e in anytime['exits']],
         train_top1=[e['top1'] for e in train['train_exits']],
         mflops=[e['mflops'] for e in anytime['exits']])
+    export_gamma(run)
     _write_json(osp.join(run.run_dir, 'result.json'), result)
+    if archive:
+        archive_run(run, archive)
     return result
 
 
@@ -261,7 +273,7 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
     """Run every unfinished run of ``suite`` (``parallel`` at a time);
     returns ``{run_id: result}`` of the finished runs and
     ``{run_id: {'error': ...}}`` of the failed ones."""
-    plan_runs(suite)
+    plan_runs(suite, log)
     results: Dict[str, Dict] = {}
     todo: List[Run] = []
     for run in suite.runs:
@@ -312,8 +324,8 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
                 elif ok:
                     pending.remove(run)
                     log(f'start {run.run_id}')
-                    running[pool.submit(execute_run, run,
-                                        suite.threads)] = run
+                    running[pool.submit(execute_run, run, suite.threads,
+                                        suite.archive)] = run
             if not running:
                 if pending:  # only waiting runs left: cannot happen
                     raise SuiteError('unresolvable run dependencies: ' +

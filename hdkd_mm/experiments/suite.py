@@ -33,9 +33,11 @@ top-level variables)::
       fixed:                             # long form: label, needs, options
         label: hdkd_fixed
         needs: hdkd/default/seed0        # a run of this work root; its
-                                         # final checkpoint is {needs}
+                                         # final checkpoint is {needs}, its
+                                         # final γ ({objective: γ}, JSON)
+                                         # {needs_gamma}
         options: {model.loss_weights.init: fixed,
-                  model.loss_weights.path: '{needs}'}
+                  model.loss_weights.path: '{needs_gamma}'}
     labels: {hdkd+rand: rand}            # rename cells (default label:
                                          # STEM, or STEM+OVERRIDE)
     baselines: [msdnet]                  # paired-difference tables vs these
@@ -52,6 +54,11 @@ top-level variables)::
                                          # labelled by config name
     budget_points: [2.5, 5.0]            # MFLOPs rows of the budgeted table
     publish: docs/results.md             # default --doc target (optional)
+    archive: docs/results/runs/fmnist    # optional: keep every finished
+                                         # run's small files here (to
+                                         # commit), restore them in a fresh
+                                         # clone (hdkd_mm/experiments/
+                                         # archive.py)
 
 A run is identified by ``<config name>/<override name>/seed<k>`` (its folder
 under ``work_root``), so suites that share a ``work_root`` share identical
@@ -72,7 +79,7 @@ TOP_KEYS = {
     'name', 'description', 'work_root', 'out_dir', 'seeds', 'seed_keys',
     'parallel', 'threads', 'epochs', 'options', 'configs', 'grid',
     'overrides', 'labels', 'baselines', 'budget_points', 'publish', 'notes',
-    'report_by', 'claims'
+    'report_by', 'claims', 'archive'
 }
 CLAIM_KEYS = {'claim', 'a', 'b', 'exit', 'expect', 'margin', 'paper'}
 GROUP_KEYS = {'configs', 'overrides', 'seeds'}
@@ -94,6 +101,7 @@ class Run:
     label: str  # cell label (the column of the tables)
     options: Dict[str, Any]  # --cfg-options (needs already substituted)
     needs: Optional[str] = None  # run id whose final checkpoint is used
+    needs_files: List[str] = field(default_factory=list)  # files of it read
     name: str = ''  # the config's name in run ids (default: its stem)
     run_dir: str = ''
     work_root: str = ''
@@ -138,6 +146,7 @@ class Suite:
     notes: str = ''
     report_by: Optional[str] = None
     claims: List[Dict[str, Any]] = field(default_factory=list)
+    archive: Optional[str] = None
 
     def labels(self) -> List[str]:
         """Cell labels in suite order."""
@@ -314,17 +323,27 @@ def _override_sets(where: str, raw) -> Dict[str, Dict[str, Any]]:
     return out
 
 
-def _substitute(options: Dict[str, Any], needs_ckpt: Optional[str],
-                where: str) -> Dict[str, Any]:
-    out = {}
+#: Placeholders of a run's options → the file of the needed run they name.
+NEEDS_FILES = {'{needs}': 'final.pth', '{needs_gamma}': 'gamma.json'}
+
+
+def _substitute(options: Dict[str, Any], needs_dir: Optional[str],
+                where: str):
+    """Options with the ``{needs*}`` placeholders replaced by the needed
+    run's files; returns ``(options, files used)``."""
+    out, used = {}, []
     for key, val in options.items():
-        if isinstance(val, str) and '{needs}' in val:
-            if needs_ckpt is None:
-                raise SuiteError(f'{where}: option {key} uses {{needs}} but '
-                                 'the override set has no `needs`.')
-            val = val.replace('{needs}', needs_ckpt)
+        for mark, fname in NEEDS_FILES.items():
+            if isinstance(val, str) and mark in val:
+                if needs_dir is None:
+                    raise SuiteError(
+                        f'{where}: option {key} uses {mark} but the '
+                        'override set has no `needs`.')
+                path = osp.join(needs_dir, fname)
+                val = val.replace(mark, path)
+                used.append(path)
         out[key] = val
-    return out
+    return out, used
 
 
 def load_suite(path: str, check_configs: bool = True) -> Suite:
@@ -445,15 +464,13 @@ def load_suite(path: str, check_configs: bool = True) -> Suite:
                     opts.update(ov['options'])
                     for key in seed_keys:
                         opts[key] = seed
-                    needs_ckpt = None
-                    if ov['needs']:
-                        needs_ckpt = osp.join(work_root, ov['needs'],
-                                              'final.pth')
-                    opts = _substitute(opts, needs_ckpt,
-                                       f'{where}: override set {n!r}')
+                    needs_dir = (osp.join(work_root, ov['needs'])
+                                 if ov['needs'] else None)
+                    opts, needs_files = _substitute(
+                        opts, needs_dir, f'{where}: override set {n!r}')
                     run = Run(config=config, override=n, seed=seed,
                               label=label, options=opts, needs=ov['needs'],
-                              name=stem)
+                              needs_files=needs_files, name=stem)
                     run.run_dir = osp.join(work_root, run.run_id)
                     run.work_root = work_root
                     if any(r.run_id == run.run_id for r in runs):
@@ -537,9 +554,20 @@ def load_suite(path: str, check_configs: bool = True) -> Suite:
                   budget_points=[float(p) for p in points],
                   publish=data.get('publish'), report_by=report_by,
                   claims=[dict(c) for c in claims],
-                  notes=str(data.get('notes') or '').strip())
+                  notes=str(data.get('notes') or '').strip(),
+                  archive=_archive_dir(where, data.get('archive')))
     _check_needs(suite)
     return suite
+
+
+def _archive_dir(where: str, value) -> Optional[str]:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise SuiteError(f'{where}: archive must be a folder path (relative '
+                         f'to the directory run_suite is started in), got '
+                         f'{value!r}.')
+    return value
 
 
 def _check_needs(suite: Suite) -> None:

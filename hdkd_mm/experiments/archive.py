@@ -1,0 +1,173 @@
+"""A suite's finished runs, kept small enough to commit.
+
+A run folder (``WORK_ROOT/<config>/<override>/seed<k>``) holds checkpoints and
+logit caches (megabytes) beside the few kilobytes the tables and plots are
+made of. With ``archive: DIR`` in the suite file, every finished run's small
+files are copied to ``DIR/<run id>/``:
+
+* ``run.json``, ``result.json``, ``timing.json``: the spec, the result
+  marker with the per-exit accuracies, the wall times;
+* ``anytime.json``, ``train_split.json``, ``budgeted/budgeted.json``: the
+  evaluations the report reads;
+* ``gamma.json``: the final learned loss weights ``{objective: γ}`` (runs
+  with a learned γ), what a Fixed-γ run of another cell reads
+  (``{needs_gamma}`` in a suite file);
+* ``scalars.json``: the ``gamma/*`` series of the training log (the γ plots).
+
+A later invocation, on another machine or in a fresh clone, restores an
+archived run into its folder before planning: the run counts as finished and
+is not trained again. So a suite whose work folders are lost (a new clone, a
+session that ended) continues from its archive, and the archive in the
+repository is the record the published tables were made from.
+"""
+import glob
+import json
+import os
+import os.path as osp
+import shutil
+from typing import Callable, Dict, List, Optional
+
+from .suite import Run, SuiteError
+
+__all__ = ['ARCHIVED_FILES', 'export_gamma', 'archive_run', 'restore_run',
+           'sync_archive']
+
+#: Files of a finished run that the archive keeps (relative to the run).
+ARCHIVED_FILES = ('run.json', 'result.json', 'timing.json', 'anytime.json',
+                  'train_split.json', osp.join('budgeted', 'budgeted.json'),
+                  'gamma.json')
+#: Where a restored run's γ series goes: a folder the γ plots read like one
+#: of MMEngine's timestamped log folders.
+RESTORED_SCALARS = osp.join('archived', 'vis_data', 'scalars.json')
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def export_gamma(run: Run) -> Optional[str]:
+    """Write ``RUN/gamma.json`` (``{objective name: γ}``) from the run's
+    final checkpoint; returns its path, or None for a run without learned
+    loss weights (or without a final checkpoint)."""
+    out = osp.join(run.run_dir, 'gamma.json')
+    ckpt_path = osp.join(run.run_dir, 'final.pth')
+    if osp.isfile(out):
+        return out
+    if not osp.isfile(ckpt_path):
+        return None
+    import torch
+
+    from hdkd_mm.launch import load_config
+    from mmpretrain.registry import MODELS
+    state = torch.load(ckpt_path, map_location='cpu', weights_only=False)
+    state = state.get('state_dict', state)
+    gamma = state.get('loss_weights.gamma')
+    if gamma is None:
+        return None
+    cfg = load_config(run.config, dict(run.options))
+    model = MODELS.build(cfg.model)
+    names = list(model.loss_weights.names)
+    values = gamma.detach().double().flatten().tolist()
+    if len(names) != len(values):
+        raise RuntimeError(
+            f'{ckpt_path}: {len(values)} γ values for the {len(names)} '
+            f'objectives of {run.config}.')
+    tmp = out + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(dict(zip(names, values)), f, indent=1)
+    os.replace(tmp, out)
+    return out
+
+
+def _gamma_records(run_dir: str) -> List[Dict]:
+    """The ``gamma/*`` scalars of every training attempt of a run (a resumed
+    run has several log folders; an iteration logged twice keeps the last)."""
+    from hdkd_mm.analysis.run_plots import read_scalars
+    paths = sorted(glob.glob(osp.join(run_dir, '*', 'vis_data',
+                                      'scalars.json')), key=osp.getmtime)
+    by_iter: Dict[int, Dict] = {}
+    for path in paths:
+        for record in read_scalars(path):
+            gammas = {k: v for k, v in record.items()
+                      if k.startswith('gamma/')}
+            if gammas and 'iter' in record:
+                by_iter[record['iter']] = dict(iter=record['iter'], **gammas)
+    return [by_iter[i] for i in sorted(by_iter)]
+
+
+def archive_run(run: Run, archive_dir: str) -> str:
+    """Copy a finished run's small files to ``ARCHIVE/<run id>/``; returns
+    that folder."""
+    if not osp.isfile(osp.join(run.run_dir, 'result.json')):
+        raise ValueError(f'{run.run_id} has not finished (no result.json).')
+    export_gamma(run)
+    target = osp.join(archive_dir, run.run_id)
+    tmp = target + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name in ARCHIVED_FILES:
+        src = osp.join(run.run_dir, name)
+        if osp.isfile(src):
+            os.makedirs(osp.dirname(osp.join(tmp, name)), exist_ok=True)
+            shutil.copyfile(src, osp.join(tmp, name))
+    records = _gamma_records(run.run_dir)
+    if records:
+        with open(osp.join(tmp, 'scalars.json'), 'w') as f:
+            f.write(''.join(json.dumps(r) + '\n' for r in records))
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
+
+
+def restore_run(run: Run, archive_dir: str) -> bool:
+    """Copy an archived run back into its (unfinished) run folder. Returns
+    False if the archive has no finished run of that id.
+
+    Raises:
+        SuiteError: the archived run was made by another spec.
+    """
+    source = osp.join(archive_dir, run.run_id)
+    if not osp.isfile(osp.join(source, 'result.json')):
+        return False
+    spec = (_read_json(osp.join(source, 'run.json')) or {}).get('spec')
+    if spec != json.loads(json.dumps(run.full_spec)):
+        raise SuiteError(
+            f'the archived run {source} was made by another run spec:\n  '
+            f'there: {spec}\n  now:   {run.full_spec}\nDelete that archived '
+            'run to train it again, or set another `archive`.')
+    # result.json last: it is the marker of a finished run
+    copies = [(name, name) for name in ARCHIVED_FILES if name != 'result.json']
+    copies += [('scalars.json', RESTORED_SCALARS),
+               ('result.json', 'result.json')]
+    for name, dst_name in copies:
+        src = osp.join(source, name)
+        if osp.isfile(src):
+            dst = osp.join(run.run_dir, dst_name)
+            os.makedirs(osp.dirname(dst), exist_ok=True)
+            shutil.copyfile(src, dst)
+    return True
+
+
+def sync_archive(runs: List[Run], archive_dir: str,
+                 log: Callable[[str], None] = print) -> None:
+    """Restore the archived runs whose folders have not finished; archive the
+    finished runs the archive lacks (or holds another result of)."""
+    restored, archived = [], []
+    for run in runs:
+        result = osp.join(run.run_dir, 'result.json')
+        kept = osp.join(archive_dir, run.run_id, 'result.json')
+        if osp.isfile(result):
+            if _read_json(kept) != _read_json(result):
+                archive_run(run, archive_dir)
+                archived.append(run.run_id)
+        elif restore_run(run, archive_dir):
+            restored.append(run.run_id)
+    if restored:
+        log(f'archive {archive_dir}: restored {len(restored)} finished '
+            f'run(s): {", ".join(restored)}')
+    if archived:
+        log(f'archive {archive_dir}: archived {len(archived)} finished '
+            f'run(s): {", ".join(archived)}')
