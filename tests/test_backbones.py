@@ -128,6 +128,27 @@ def test_demo_config_trains_through_the_runner(path, tmp_path):
         assert int(runner.model.loss_weights.num_steps) == 3
         assert 'train/heldout/l_val' in metrics
 
+    # Budgeted evaluation of the checkpoint works for these backbones too:
+    # thresholds fitted on the held-out split, the cost axis from the
+    # per-exit costs of get_flops (cumulative, increasing), within
+    # [exit 1, full] for every budget.
+    from hdkd_mm.evaluation.budgeted_eval import budgeted_eval
+    config = str(tmp_path / 'config.py')
+    cfg.dump(config)
+    result = budgeted_eval([(config, str(tmp_path / 'work' / 'epoch_1.pth'))],
+                           str(tmp_path / 'budgeted'), log=lambda s: None)
+    (entry, ) = result['models']
+    flops = [r['mflops'] for r in exit_costs(
+        runner.model, default_input_shape(cfg))]
+    assert entry['exit_mflops'] == pytest.approx(flops, rel=1e-12)
+    assert flops == sorted(flops) and len(flops) == 4
+    assert (entry['num_heldout'], entry['num_test']) == (20, 10)
+    assert len(entry['budgets']) == 39
+    for b in entry['budgets']:
+        assert flops[0] <= b['mflops'] <= flops[-1]
+        assert sum(b['exit_shares']) == pytest.approx(1)
+        assert 0 <= b['top1'] <= b['top5'] <= 100
+
 
 # ----------------------------------------------------- hypergradient, float64
 def _float64_model(backbone, scheme='hdkd', exits=3):
