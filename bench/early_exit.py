@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/early_exit.py \\
         [--checkpoint CKPT] [--num-samples 1024] [--batch1-samples 256] \\
-        [--repeats 5] [--target-ratio 0.5]
+        [--repeats 5] [--target-ratio 0.5] [--batch-size 64 [256 ...]]
 
 The demo MSDNet (configs/demo/msdnet_fashion_mnist.py; randomly initialised
 unless ``--checkpoint`` is given). Images: Fashion-MNIST through the config's
@@ -26,7 +26,8 @@ batches). The last line is
 
     early_exit: cost_ratio=C time_ratio=T time/cost=T/C ...
 
-for batch 64 (then the same for batch 1); the target is time/cost <= 1.2.
+for the first ``--batch-size`` (then the same for the other batch sizes and
+for batch 1); the target is time/cost <= 1.2.
 """
 import argparse
 import os
@@ -53,7 +54,9 @@ def parse_args():
     parser.add_argument('--batch1-samples', type=int, default=256,
                         help='timed images at batch 1')
     parser.add_argument('--heldout-samples', type=int, default=1024)
-    parser.add_argument('--batch-size', type=int, default=64)
+    parser.add_argument('--batch-size', type=int, nargs='+', default=[64],
+                        help='batch sizes timed (besides batch 1); the '
+                        'first also computes the held-out logits')
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--target-ratio', type=float, default=0.48,
                         help='fitted held-out cost / full cost (a margin '
@@ -188,13 +191,14 @@ def main():
     cfg = prepare_config(load_config(args.config), args.config)
     model = build_model(cfg, args.checkpoint)
     n_test = max(args.num_samples, args.batch1_samples)
+    batches = [b for b in dict.fromkeys(args.batch_size) if b > 1] or [64]
     held, held_y, test, source = load_images(
         cfg, model, args.heldout_samples, n_test, args.random_data,
         args.seed)
     costs = np.array([r['mflops']
                       for r in exit_costs(model, default_input_shape(cfg))])
     full = float(costs[-1])
-    held_logits = full_logits(model, held, args.batch_size).numpy()
+    held_logits = full_logits(model, held, batches[0]).numpy()
     fit = search_budget(held_logits, held_y, held_logits, held_y, costs,
                         args.target_ratio * full)
     predictor = EarlyExitPredictor(model, fit['thresholds'], costs)
@@ -211,8 +215,8 @@ def main():
           + ', '.join(f'{t:.4g}' for t in fit['thresholds']))
 
     results = {}
-    for batch, n in ((args.batch_size, args.num_samples),
-                     (1, args.batch1_samples)):
+    for batch, n in [(b, args.num_samples) for b in batches] + [
+            (1, args.batch1_samples)]:
         t_full, t_early, t_ideal, mflops, shares, same = compare(
             model, predictor, test[:n], batch, args.repeats)
         cost_ratio, time_ratio = mflops / full, t_early / t_full
@@ -226,11 +230,13 @@ def main():
               + f'; cost ratio {cost_ratio:.3f}, time ratio {time_ratio:.3f},'
               f' time/cost {time_ratio / cost_ratio:.3f}; routed == '
               f'simulated: exits {same[0]}, predictions {same[1]}')
-    (c64, t64), (c1, t1) = results[args.batch_size], results[1]
-    print(f'early_exit: cost_ratio={c64:.3f} time_ratio={t64:.3f} '
-          f'time/cost={t64 / c64:.3f} (batch {args.batch_size}); '
-          f'batch1: cost_ratio={c1:.3f} time_ratio={t1:.3f} '
-          f'time/cost={t1 / c1:.3f}')
+    (c0, t0) = results[batches[0]]
+    print(f'early_exit: cost_ratio={c0:.3f} time_ratio={t0:.3f} '
+          f'time/cost={t0 / c0:.3f} (batch {batches[0]}); ' + '; '.join(
+              f'batch{b}: cost_ratio={results[b][0]:.3f} time_ratio='
+              f'{results[b][1]:.3f} time/cost='
+              f'{results[b][1] / results[b][0]:.3f}'
+              for b in batches[1:] + [1]))
 
 
 if __name__ == '__main__':

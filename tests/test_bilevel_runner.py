@@ -318,3 +318,33 @@ def test_ddp_two_ranks_gamma_identical(tmp_path):
             assert torch.equal(s0[k], s1[k]), k
     assert int(s0['loss_weights.num_steps']) == 3
     assert bool(s0['loss_weights.ema_initialised'])
+
+
+@pytest.mark.parametrize('heldout_options, message', [
+    ({'seed': 1}, r'held-out split overlaps the training split \(\d+ shared'),
+    ({'heldout_size': 30}, 'held-out split overlaps the training split'),
+    # 10 of the 20 held out: disjoint here, but not by construction
+    ({'heldout_size': 10}, 'held-out split is not provably disjoint'),
+    ({'split': 'train'}, "heldout_ds has split='train', expected"),
+])
+def test_heldout_split_overlapping_training_is_an_error_at_start(
+        tmp_path, heldout_options, message):
+    """A harmonized run whose held-out split shares images with its training
+    split (another seed or size than the training split's partition, or the
+    training split itself) stops before the first step, naming the fix."""
+    from tool_helpers import write_tiny_demo_config
+    path = write_tiny_demo_config(tmp_path / 'data', name='hdkd_tiny.py',
+                                  per_class=(8, 4), scheme='hdkd')
+    cfg = Config.fromfile(path)
+    cfg.merge_from_dict({f'heldout_dataloader.dataset.{k}': v
+                         for k, v in heldout_options.items()})
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.log_level = 'WARNING'
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(ValueError, match='heldout_dataloader: γ would be '
+                       'fitted on training images: .*' + message):
+        runner.train()
+    # raised while the loop is built: no step ran, nothing was saved
+    assert not list((tmp_path / 'work').rglob('*.pth'))
+    # (the shipped partition passes: tests/test_tools.py and
+    # tests/test_run_suite.py train this config through the same loop)

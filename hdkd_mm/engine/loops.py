@@ -14,7 +14,11 @@ step, from a top-level ``heldout_dataloader`` config key.
 The loop behaves exactly like MMEngine's ``EpochBasedTrainLoop`` for models
 that do not learn γ (it then builds no held-out loader), so one base config
 serves every scheme. A model that learns γ without a held-out dataloader is an
-error when the loop is built, i.e. before training starts.
+error when the loop is built, i.e. before training starts, and so is a
+held-out split that shares images with the training split (or cannot be
+shown not to: both must be :class:`~hdkd_mm.datasets.HeldOutSplit` views of
+one partition, see :func:`~hdkd_mm.datasets.check_disjoint`); held-out data
+of another kind is used with a warning that nothing proves it disjoint.
 
 The held-out stream is restarted at every epoch with the sampler's epoch set
 from the train epoch (``epoch * 4096 + cycle``, cycling when the held-out
@@ -23,6 +27,7 @@ of (epoch, iteration) and a resumed run sees the same ones.
 """
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import LOOPS
@@ -73,6 +78,34 @@ def train_step(model, data, optim_wrapper):
     return model.train_step(data, optim_wrapper=optim_wrapper)
 
 
+def check_heldout_disjoint(train_loader: DataLoader,
+                           heldout_loader: DataLoader) -> None:
+    """γ is fitted on held-out images, which must never be trained on.
+
+    Raises:
+        ValueError: two :class:`~hdkd_mm.datasets.HeldOutSplit` sets that
+            overlap or are not views of the same partition (the message names
+            the fix).
+    """
+    from hdkd_mm.datasets import HeldOutSplit, check_disjoint
+    train_ds, heldout_ds = train_loader.dataset, heldout_loader.dataset
+    if isinstance(train_ds, HeldOutSplit) and isinstance(heldout_ds,
+                                                         HeldOutSplit):
+        try:
+            check_disjoint(train_ds, heldout_ds)
+        except ValueError as err:
+            raise ValueError(
+                f'heldout_dataloader: γ would be fitted on training images: '
+                f'{err}') from None
+        return
+    print_log(
+        f'The held-out set ({type(heldout_ds).__name__}) and the training '
+        f'set ({type(train_ds).__name__}) are not both HeldOutSplit views of '
+        'one partition, so nothing checks that γ is fitted on images the '
+        'model never trains on; make sure they are disjoint.',
+        logger='current', level=30)
+
+
 @LOOPS.register_module()
 class BilevelEpochBasedTrainLoop(EpochBasedTrainLoop):
     """``EpochBasedTrainLoop`` that feeds held-out batches to γ steps.
@@ -112,6 +145,7 @@ class BilevelEpochBasedTrainLoop(EpochBasedTrainLoop):
                                                         False)
             cfg = runner.build_dataloader(
                 cfg, seed=runner.seed, diff_rank_seed=diff_rank_seed)
+        check_heldout_disjoint(self.dataloader, cfg)
         self.heldout = HeldOutStream(cfg)
         module.set_heldout_source(self.heldout)
 
