@@ -323,3 +323,14 @@ def test_archive_restores_a_suite_in_a_fresh_work_root(tmp_path):
     code, out = run_tool('tools/experiments/run_suite.py', path, '--no-doc',
                          check=False)
     assert code != 0 and 'archived run' in out and 'another run spec' in out
+    # ... and so is one trained with another version of its config (same
+    # path and options, a setting changed in the file)
+    info['spec']['options'].pop('model.head.loss.temperature')
+    spec_file.write_text(json.dumps(info))
+    assert info['config_digest']
+    with open(hdkd, 'a') as f:
+        f.write('optim_wrapper = dict(optimizer=dict(lr=0.02))\n')
+    code, out = run_tool('tools/experiments/run_suite.py', path, '--no-doc',
+                         check=False)
+    assert code != 0 and 'trained with another version of' in out
+    assert 'resolved config digest' in out

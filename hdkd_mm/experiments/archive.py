@@ -132,12 +132,15 @@ def restore_run(run: Run, archive_dir: str) -> bool:
     source = osp.join(archive_dir, run.run_id)
     if not osp.isfile(osp.join(source, 'result.json')):
         return False
-    spec = (_read_json(osp.join(source, 'run.json')) or {}).get('spec')
+    from .runner import check_config_digest
+    recorded = _read_json(osp.join(source, 'run.json')) or {}
+    spec = recorded.get('spec')
     if spec != json.loads(json.dumps(run.full_spec)):
         raise SuiteError(
             f'the archived run {source} was made by another run spec:\n  '
             f'there: {spec}\n  now:   {run.full_spec}\nDelete that archived '
             'run to train it again, or set another `archive`.')
+    check_config_digest(run, recorded, f'the archived run {source}')
     # result.json last: it is the marker of a finished run
     copies = [(name, name) for name in ARCHIVED_FILES if name != 'result.json']
     copies += [('scalars.json', RESTORED_SCALARS),

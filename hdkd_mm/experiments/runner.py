@@ -26,6 +26,7 @@ where it stopped. Every subprocess gets ``OMP_NUM_THREADS`` (and
 """
 import concurrent.futures as futures
 import datetime
+import hashlib
 import json
 import os
 import os.path as osp
@@ -39,7 +40,7 @@ from .archive import archive_run, export_gamma, sync_archive
 from .suite import Run, Suite, SuiteError, epoch_options, format_options
 
 __all__ = ['REPO', 'run_state', 'plan_runs', 'execute_run', 'run_suite',
-           'fmt_duration']
+           'fmt_duration', 'config_digest', 'check_config_digest']
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BILEVEL_COST = 2.3  # HDKD-type run / plain run (measured, docs/results.md)
@@ -79,6 +80,28 @@ def run_state(run: Run) -> str:
     return 'new'
 
 
+def config_digest(cfg) -> str:
+    """A digest of a resolved config (every ``_base_`` merged, the run's
+    options applied): equal for the same settings in any clone, different
+    when any setting changed."""
+    text = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_config_digest(run: Run, recorded: Optional[dict],
+                        where: str) -> None:
+    """Refuse a finished or started run whose config has changed since
+    (``recorded``: its ``run.json``; runs recorded without a digest are
+    accepted)."""
+    old = (recorded or {}).get('config_digest')
+    if old and run.config_digest and old != run.config_digest:
+        raise SuiteError(
+            f'{where} was trained with another version of {run.config} '
+            f'(resolved config digest {old}, now {run.config_digest}): a '
+            'setting in the config or one of its _base_ files changed since. '
+            'Restore the config, or delete that run to train it again.')
+
+
 def _load_cfg(run: Run, train_options: Dict):
     from hdkd_mm.launch import load_config
     return load_config(run.config, dict(train_options))
@@ -102,6 +125,7 @@ def plan_runs(suite: Suite, log: Callable[[str], None] = print
             raise SuiteError(f'{suite.path}: config {run.config} with the '
                              f'options of {run.run_id} does not load: '
                              f'{type(err).__name__}: {err}') from None
+        run.config_digest = config_digest(cfg)
         if suite.epochs is not None:
             run.train_options.update(epoch_options(cfg, suite.epochs))
             run.max_epochs = suite.epochs
@@ -123,6 +147,7 @@ def plan_runs(suite: Suite, log: Callable[[str], None] = print
                 f'{run.run_dir} was made by another run spec:\n  there: '
                 f'{old.get("spec")}\n  now:   {spec}\nUse another work_root '
                 'or delete that folder.')
+        check_config_digest(run, old, run.run_dir)
     if suite.archive:
         sync_archive(suite.runs, suite.archive, log)
     return suite.runs
@@ -186,7 +211,8 @@ def execute_run(run: Run, threads: int,
     run when ``archive`` is given). Raises RuntimeError with the log path
     when a step fails."""
     os.makedirs(osp.join(run.run_dir, 'logs'), exist_ok=True)
-    info = dict(spec=run.full_spec, label=run.label, run_id=run.run_id)
+    info = dict(spec=run.full_spec, label=run.label, run_id=run.run_id,
+                config_digest=run.config_digest)
     _write_json(osp.join(run.run_dir, 'run.json'), info)
     for dep in run.needs_files:
         if not osp.isfile(dep):

@@ -110,6 +110,7 @@ class Run:
     train_options: Dict[str, Any] = field(default_factory=dict)
     max_epochs: int = 0
     full_spec: Dict[str, Any] = field(default_factory=dict)
+    config_digest: str = ''  # of the resolved config (runner.config_digest)
 
     @property
     def stem(self) -> str:
