@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, Optional
 from .suite import Run, SuiteError
 
 __all__ = ['ARCHIVED_FILES', 'export_gamma', 'archive_run', 'restore_run',
-           'sync_archive']
+           'sync_archive', 'read_json']
 
 #: Files of a finished run that the archive keeps (relative to the run).
 ARCHIVED_FILES = ('run.json', 'result.json', 'timing.json', 'anytime.json',
@@ -41,7 +41,8 @@ ARCHIVED_FILES = ('run.json', 'result.json', 'timing.json', 'anytime.json',
 RESTORED_SCALARS = osp.join('archived', 'vis_data', 'scalars.json')
 
 
-def _read_json(path: str) -> Optional[dict]:
+def read_json(path: str) -> Optional[dict]:
+    """A JSON file's content, or None if it is missing or unreadable."""
     try:
         with open(path) as f:
             return json.load(f)
@@ -133,7 +134,7 @@ def restore_run(run: Run, archive_dir: str) -> bool:
     if not osp.isfile(osp.join(source, 'result.json')):
         return False
     from .runner import check_config_digest
-    recorded = _read_json(osp.join(source, 'run.json')) or {}
+    recorded = read_json(osp.join(source, 'run.json')) or {}
     spec = recorded.get('spec')
     if spec != json.loads(json.dumps(run.full_spec)):
         raise SuiteError(
@@ -163,7 +164,7 @@ def sync_archive(runs: List[Run], archive_dir: str,
         result = osp.join(run.run_dir, 'result.json')
         kept = osp.join(archive_dir, run.run_id, 'result.json')
         if osp.isfile(result):
-            if _read_json(kept) != _read_json(result):
+            if read_json(kept) != read_json(result):
                 archive_run(run, archive_dir)
                 archived.append(run.run_id)
         elif restore_run(run, archive_dir):

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .runner import read_json
+from .archive import read_json
 from .suite import Suite
 
 __all__ = ['collect', 'write_report', 'publish']

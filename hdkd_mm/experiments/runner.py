@@ -36,7 +36,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-from .archive import archive_run, export_gamma, sync_archive
+from .archive import archive_run, export_gamma, read_json, sync_archive
 from .suite import Run, Suite, SuiteError, epoch_options, format_options
 
 __all__ = ['REPO', 'run_state', 'plan_runs', 'execute_run', 'run_suite',
@@ -51,14 +51,6 @@ def fmt_duration(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
-
-
-def read_json(path: str) -> Optional[dict]:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def _write_json(path: str, data) -> None:
