@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, Optional
 from .suite import Run, SuiteError
 
 __all__ = ['ARCHIVED_FILES', 'export_gamma', 'archive_run', 'restore_run',
-           'sync_archive', 'read_json']
+           'sync_archive', 'read_json', 'gamma_records']
 
 #: Files of a finished run that the archive keeps (relative to the run).
 ARCHIVED_FILES = ('run.json', 'result.json', 'timing.json', 'anytime.json',
@@ -84,7 +84,7 @@ def export_gamma(run: Run) -> Optional[str]:
     return out
 
 
-def _gamma_records(run_dir: str) -> List[Dict]:
+def gamma_records(run_dir: str) -> List[Dict]:
     """The ``gamma/*`` scalars of every training attempt of a run (a resumed
     run has several log folders; an iteration logged twice keeps the last)."""
     from hdkd_mm.analysis.run_plots import read_scalars
@@ -114,7 +114,7 @@ def archive_run(run: Run, archive_dir: str) -> str:
         if osp.isfile(src):
             os.makedirs(osp.dirname(osp.join(tmp, name)), exist_ok=True)
             shutil.copyfile(src, osp.join(tmp, name))
-    records = _gamma_records(run.run_dir)
+    records = gamma_records(run.run_dir)
     if records:
         with open(osp.join(tmp, 'scalars.json'), 'w') as f:
             f.write(''.join(json.dumps(r) + '\n' for r in records))

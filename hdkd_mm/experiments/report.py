@@ -327,25 +327,16 @@ def budgeted_outputs(suite, done, out_dir) -> str:
 def gamma_plots(suite, done, out_dir) -> List[str]:
     """γ trajectories (``plot_run``) of the first seed of every cell that
     logged γ; returns the file names written."""
-    import glob
+    from hdkd_mm.analysis.run_plots import gamma_series, plot_gamma
 
-    from hdkd_mm.analysis.run_plots import (gamma_series, plot_gamma,
-                                            read_scalars)
+    from .archive import gamma_records
     written = []
     for label in _ordered_labels(suite, done):
         ds = sorted((d for d in done if d['label'] == label),
                     key=lambda d: d['seed'])
         # every training attempt of the run (a resumed run has several
-        # timestamped folders), in order
-        paths = sorted(glob.glob(osp.join(ds[0]['run'].run_dir, '*',
-                                          'vis_data', 'scalars.json')),
-                       key=os.path.getmtime)
-        by_iter = {}  # iterations redone after a resume: keep the last
-        for p in paths:
-            for r in read_scalars(p):
-                if 'iter' in r:
-                    by_iter[r['iter']] = r
-        series = gamma_series([by_iter[i] for i in sorted(by_iter)])
+        # log folders; iterations redone after a resume keep the last)
+        series = gamma_series(gamma_records(ds[0]['run'].run_dir))
         if not series:
             continue
         name = f'gamma_{safe_name(label)}.png'
