@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, Optional
 from .suite import Run, SuiteError
 
 __all__ = ['ARCHIVED_FILES', 'export_gamma', 'archive_run', 'restore_run',
-           'sync_archive', 'read_json', 'gamma_records']
+           'sync_archive', 'read_json', 'write_json', 'gamma_records']
 
 #: Files of a finished run that the archive keeps (relative to the run).
 ARCHIVED_FILES = ('run.json', 'result.json', 'timing.json', 'anytime.json',
@@ -48,6 +48,20 @@ def read_json(path: str) -> Optional[dict]:
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+def write_json(path: str, data) -> None:
+    """Write JSON atomically (a temporary file, then a rename)."""
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _copy_if_present(src: str, dst: str) -> None:
+    if osp.isfile(src):
+        os.makedirs(osp.dirname(dst), exist_ok=True)
+        shutil.copyfile(src, dst)
 
 
 def export_gamma(run: Run) -> Optional[str]:
@@ -77,10 +91,7 @@ def export_gamma(run: Run) -> Optional[str]:
         raise RuntimeError(
             f'{ckpt_path}: {len(values)} γ values for the {len(names)} '
             f'objectives of {run.config}.')
-    tmp = out + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(dict(zip(names, values)), f, indent=1)
-    os.replace(tmp, out)
+    write_json(out, dict(zip(names, values)))
     return out
 
 
@@ -109,11 +120,9 @@ def archive_run(run: Run, archive_dir: str) -> str:
     target = osp.join(archive_dir, run.run_id)
     tmp = target + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
     for name in ARCHIVED_FILES:
-        src = osp.join(run.run_dir, name)
-        if osp.isfile(src):
-            os.makedirs(osp.dirname(osp.join(tmp, name)), exist_ok=True)
-            shutil.copyfile(src, osp.join(tmp, name))
+        _copy_if_present(osp.join(run.run_dir, name), osp.join(tmp, name))
     records = gamma_records(run.run_dir)
     if records:
         with open(osp.join(tmp, 'scalars.json'), 'w') as f:
@@ -147,11 +156,8 @@ def restore_run(run: Run, archive_dir: str) -> bool:
     copies += [('scalars.json', RESTORED_SCALARS),
                ('result.json', 'result.json')]
     for name, dst_name in copies:
-        src = osp.join(source, name)
-        if osp.isfile(src):
-            dst = osp.join(run.run_dir, dst_name)
-            os.makedirs(osp.dirname(dst), exist_ok=True)
-            shutil.copyfile(src, dst)
+        _copy_if_present(osp.join(source, name),
+                         osp.join(run.run_dir, dst_name))
     return True
 
 

@@ -36,7 +36,8 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-from .archive import archive_run, export_gamma, read_json, sync_archive
+from .archive import (archive_run, export_gamma, read_json, sync_archive,
+                      write_json)
 from .suite import Run, Suite, SuiteError, epoch_options, format_options
 
 __all__ = ['REPO', 'run_state', 'plan_runs', 'execute_run', 'run_suite',
@@ -51,13 +52,6 @@ def fmt_duration(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
-
-
-def _write_json(path: str, data) -> None:
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
 
 
 def run_state(run: Run) -> str:
@@ -205,7 +199,7 @@ def execute_run(run: Run, threads: int,
     os.makedirs(osp.join(run.run_dir, 'logs'), exist_ok=True)
     info = dict(spec=run.full_spec, label=run.label, run_id=run.run_id,
                 config_digest=run.config_digest)
-    _write_json(osp.join(run.run_dir, 'run.json'), info)
+    write_json(osp.join(run.run_dir, 'run.json'), info)
     for dep in run.needs_files:
         if not osp.isfile(dep):
             raise RuntimeError(
@@ -231,7 +225,7 @@ def execute_run(run: Run, threads: int,
                                        rc=proc.returncode, threads=threads,
                                        ended=datetime.datetime.now()
                                        .isoformat(timespec='seconds')))
-        _write_json(timing_path, timing)
+        write_json(timing_path, timing)
         if proc.returncode != 0:
             raise RuntimeError(f'step {step.name} failed (exit code '
                                f'{proc.returncode}); see {log}')
@@ -253,7 +247,7 @@ def execute_run(run: Run, threads: int,
         train_top1=[e['top1'] for e in train['train_exits']],
         mflops=[e['mflops'] for e in anytime['exits']])
     export_gamma(run)
-    _write_json(osp.join(run.run_dir, 'result.json'), result)
+    write_json(osp.join(run.run_dir, 'result.json'), result)
     if archive:
         archive_run(run, archive)
     return result
