@@ -28,6 +28,13 @@ batches). The last line is
 
 for the first ``--batch-size`` (then the same for the other batch sizes and
 for batch 1); the target is time/cost <= 1.2.
+
+Before it, for each batch size, where the full network's time goes: every
+stage (block k and exit k) timed alone, interleaved, medians, as cumulative
+shares of the full time beside the cumulative FLOP shares of the exits.
+Early exit can only track the FLOPs ratio where the two agree; the line
+``time/FLOP share of block k`` is each stage's time share over its FLOP
+share (1 = FLOPs predict its time).
 """
 import argparse
 import os
@@ -179,6 +186,41 @@ def compare(model, predictor, x, batch, repeats):
             len(routed_exit), same)
 
 
+@torch.inference_mode()
+def stage_times(model, x, batch, repeats):
+    """Median seconds of each stage (block k then exit k) of the full
+    network over ``x`` in chunks of ``batch``, the stages timed in turn
+    within each round."""
+    blocks, head = model.backbone.blocks, model.head
+    chunks = [x[i:i + batch] for i in range(0, len(x), batch)]
+    per_round = []
+    for r in range(repeats + 1):  # round 0 warms up
+        times = np.zeros(len(blocks))
+        for c in chunks:
+            s, z = c, None
+            for k, block in enumerate(blocks):
+                t0 = time.perf_counter()
+                s = block(s)
+                z = head.exit_forward(k, s[-1], z)
+                times[k] += time.perf_counter() - t0
+        if r:
+            per_round.append(times)
+    return np.median(np.stack(per_round), axis=0)
+
+
+def print_stage_shares(times, costs, batch):
+    """Cumulative time shares vs cumulative FLOP shares, per exit."""
+    t_cum = np.cumsum(times) / times.sum()
+    f_cum = np.asarray(costs) / costs[-1]
+    t_own = times / times.sum()
+    f_own = np.diff(np.concatenate([[0.0], f_cum]))
+    print(f'batch {batch:>3}: cumulative share of the full time / of the '
+          'FLOPs, exit 1 -> K: '
+          + ' / '.join(f'{t:.2f}:{f:.2f}' for t, f in zip(t_cum, f_cum))
+          + '; time/FLOP share of block k: '
+          + ' / '.join(f'{t / f:.2f}' for t, f in zip(t_own, f_own)))
+
+
 def main():
     args = parse_args()
     import hdkd_mm  # noqa: F401
@@ -214,9 +256,13 @@ def main():
           f'{fit["heldout_mflops"] / full:.3f}): '
           + ', '.join(f'{t:.4g}' for t in fit['thresholds']))
 
+    runs = [(b, args.num_samples) for b in batches] + [
+        (1, args.batch1_samples)]
+    for batch, n in runs:
+        print_stage_shares(
+            stage_times(model, test[:n], batch, args.repeats), costs, batch)
     results = {}
-    for batch, n in [(b, args.num_samples) for b in batches] + [
-            (1, args.batch1_samples)]:
+    for batch, n in runs:
         t_full, t_early, t_ideal, mflops, shares, same = compare(
             model, predictor, test[:n], batch, args.repeats)
         cost_ratio, time_ratio = mflops / full, t_early / t_full
