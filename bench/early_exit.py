@@ -71,6 +71,11 @@ def parse_args():
     parser.add_argument('--random-data', action='store_true',
                         help='random images even if Fashion-MNIST exists')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--fast-kernels', action='store_true',
+                        help='time the model of hdkd_mm.evaluation.'
+                        'fast_inference.optimize_for_inference (BatchNorm '
+                        'folded, 1x1 convolutions as bmm) instead of the '
+                        'plain one, and its full-inference speed-up')
     return parser.parse_args()
 
 
@@ -208,6 +213,21 @@ def stage_times(model, x, batch, repeats):
     return np.median(np.stack(per_round), axis=0)
 
 
+@torch.inference_mode()
+def full_speedup(plain, fast, x, batch, repeats):
+    """Median full-inference seconds of two models over ``x``, interleaved."""
+    chunks = [x[i:i + batch] for i in range(0, len(x), batch)]
+    times = [[], []]
+    for r in range(repeats + 1):  # round 0 warms up
+        for j, model in enumerate((plain, fast)):
+            t0 = time.perf_counter()
+            for c in chunks:
+                model(c, mode='tensor')
+            if r:
+                times[j].append(time.perf_counter() - t0)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def print_stage_shares(times, costs, batch):
     """Cumulative time shares vs cumulative FLOP shares, per exit."""
     t_cum = np.cumsum(times) / times.sum()
@@ -240,6 +260,9 @@ def main():
     costs = np.array([r['mflops']
                       for r in exit_costs(model, default_input_shape(cfg))])
     full = float(costs[-1])
+    if args.fast_kernels:
+        from hdkd_mm.evaluation.fast_inference import optimize_for_inference
+        plain, model = model, optimize_for_inference(model)
     held_logits = full_logits(model, held, batches[0]).numpy()
     fit = search_budget(held_logits, held_y, held_logits, held_y, costs,
                         args.target_ratio * full)
@@ -258,6 +281,15 @@ def main():
 
     runs = [(b, args.num_samples) for b in batches] + [
         (1, args.batch1_samples)]
+    if args.fast_kernels:
+        print(f'fast kernels: {model.inference_optimizations}')
+        for batch, n in runs:
+            t_plain, t_fast = full_speedup(plain, model, test[:n], batch,
+                                           args.repeats)
+            print(f'batch {batch:>3}: full inference, plain '
+                  f'{1e3 * t_plain / n:.3f} ms/img, fast kernels '
+                  f'{1e3 * t_fast / n:.3f} ms/img: speed-up '
+                  f'{t_plain / t_fast:.2f}x')
     for batch, n in runs:
         print_stage_shares(
             stage_times(model, test[:n], batch, args.repeats), costs, batch)

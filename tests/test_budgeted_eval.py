@@ -208,6 +208,19 @@ def test_early_exit_infer_and_predict_config(trained, tmp_path):
         assert set(ee['samples'][0]) == {'index', 'label', 'pred', 'exit',
                                          'mflops'}
         assert ee['wall_time_s'] > 0
+    # the inference copy (BatchNorm folded, 1x1 convs as bmm): routing
+    # equals the simulation on its own logits; against the plain model's
+    # simulation only a sample within float32 rounding of a threshold
+    # could move, which none of these 60 is
+    path = tmp_path / 'ee_fast.json'
+    infer.main([config, ckpt, '--budget-json', str(out / 'budgeted.json'),
+                '--budget-index', '20', '--batch-size', '8', '--verify',
+                '--fast-kernels', '--out', str(path)])
+    ee = json.loads(path.read_text())
+    assert ee['fast_kernels'] is True
+    assert ee['verify'] == dict(mismatched_exits=0, mismatched_preds=0)
+    assert ee['exit_shares'] == pytest.approx(budget['exit_shares'])
+    assert ee['top1'] == pytest.approx(budget['top1'])
     thr = ','.join(repr(t) for t in budget['thresholds'])
     text = run_tool('tools/test.py', config, ckpt, '--work-dir',
                     tmp_path / 'test', '--cfg-options',

@@ -17,7 +17,10 @@ mflops = cumulative cost of the exit taken), top-1/top-5, the average cost
 and the wall time of the routed forward passes. ``--verify`` also runs the
 full network on every batch and counts the samples whose exit or prediction
 differ from the simulated evaluation (``apply_thresholds`` on the full
-logits); 0 is expected.
+logits); 0 is expected. ``--fast-kernels`` runs an inference copy with
+BatchNorm folded and 1×1 convolutions as ``bmm``
+(:mod:`hdkd_mm.evaluation.fast_inference`); ``--verify`` then simulates on
+that copy's logits.
 """
 import argparse
 import json
@@ -34,6 +37,7 @@ from hdkd_mm.evaluation.early_exit import (check_thresholds,
                                            evaluate_early_exit,
                                            parse_thresholds,
                                            thresholds_from_budget_json)
+from hdkd_mm.evaluation.fast_inference import optimize_for_inference
 from hdkd_mm.evaluation.inference import build_model_from_checkpoint
 from hdkd_mm.launch import load_config, prepare_config
 
@@ -55,6 +59,11 @@ def parse_args(argv=None):
                         help='test batch size (default: the config\'s)')
     parser.add_argument('--verify', action='store_true',
                         help='compare with the simulated evaluation')
+    parser.add_argument('--fast-kernels', action='store_true',
+                        help='run an inference copy with BatchNorm folded '
+                        'and 1x1 convolutions as bmm (hdkd_mm.evaluation.'
+                        'fast_inference): the same function to float32 '
+                        'rounding, faster on CPU')
     parser.add_argument('--out', required=True, help='JSON file to write')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
@@ -80,9 +89,12 @@ def run(args) -> dict:
     model = build_model_from_checkpoint(cfg, args.checkpoint)
     check_thresholds(thresholds, model.num_exits)
     costs = [r['mflops'] for r in exit_costs(model, default_input_shape(cfg))]
+    if args.fast_kernels:
+        model = optimize_for_inference(model)
     result = evaluate_early_exit(model, loader, thresholds, costs,
                                  verify=args.verify)
-    return dict(config=args.config, checkpoint=args.checkpoint, **result)
+    return dict(config=args.config, checkpoint=args.checkpoint,
+                fast_kernels=args.fast_kernels, **result)
 
 
 def main(argv=None):
