@@ -334,3 +334,37 @@ def test_archive_restores_a_suite_in_a_fresh_work_root(tmp_path):
                          check=False)
     assert code != 0 and 'trained with another version of' in out
     assert 'resolved config digest' in out
+
+
+def test_sync_archive_keeps_a_digest_added_to_the_archive(tmp_path):
+    """A run folder whose result.json lacks the ``config_digest`` that was
+    later added to its archived copy is the same result: the sync leaves
+    the archive alone. A folder with another result is archived again."""
+    import types
+
+    from hdkd_mm.experiments.archive import read_json, sync_archive, \
+        write_json
+    run_dir = tmp_path / 'runs' / 'm' / 'default' / 'seed0'
+    archive = tmp_path / 'archive'
+    run = types.SimpleNamespace(run_id='m/default/seed0',
+                                run_dir=str(run_dir))
+    result = dict(run_id=run.run_id, exits=[dict(exit=1, top1=80.0)])
+    kept = archive / run.run_id
+    run_dir.mkdir(parents=True)
+    kept.mkdir(parents=True)
+    write_json(str(run_dir / 'result.json'), result)
+    write_json(str(run_dir / 'run.json'), dict(run_id=run.run_id))
+    write_json(str(kept / 'result.json'), dict(result, config_digest='ab'))
+    write_json(str(kept / 'run.json'),
+               dict(run_id=run.run_id, config_digest='ab'))
+    logs = []
+    sync_archive([run], str(archive), log=logs.append)
+    assert logs == []
+    assert read_json(str(kept / 'result.json'))['config_digest'] == 'ab'
+    assert read_json(str(kept / 'run.json'))['config_digest'] == 'ab'
+    # another result (or another digest) is a difference
+    write_json(str(run_dir / 'result.json'),
+               dict(result, exits=[dict(exit=1, top1=81.0)]))
+    sync_archive([run], str(archive), log=logs.append)
+    assert logs and 'archived 1 finished run' in logs[0]
+    assert read_json(str(kept / 'result.json'))['exits'][0]['top1'] == 81.0

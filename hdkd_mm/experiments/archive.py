@@ -161,6 +161,20 @@ def restore_run(run: Run, archive_dir: str) -> bool:
     return True
 
 
+def same_result(kept: Optional[dict], result: Optional[dict]) -> bool:
+    """Whether an archived ``result.json`` and a run folder's are the same
+    result. A ``config_digest`` that only one of them has is not a
+    difference: runs finished before digests were recorded got theirs
+    added to the archive afterwards, and re-archiving the folder's copy
+    would drop it."""
+    if kept is None or result is None:
+        return kept == result
+    if ('config_digest' in kept) != ('config_digest' in result):
+        kept = {k: v for k, v in kept.items() if k != 'config_digest'}
+        result = {k: v for k, v in result.items() if k != 'config_digest'}
+    return kept == result
+
+
 def sync_archive(runs: List[Run], archive_dir: str,
                  log: Callable[[str], None] = print) -> None:
     """Restore the archived runs whose folders have not finished; archive the
@@ -170,7 +184,7 @@ def sync_archive(runs: List[Run], archive_dir: str,
         result = osp.join(run.run_dir, 'result.json')
         kept = osp.join(archive_dir, run.run_id, 'result.json')
         if osp.isfile(result):
-            if read_json(kept) != read_json(result):
+            if not same_result(read_json(kept), read_json(result)):
                 archive_run(run, archive_dir)
                 archived.append(run.run_id)
         elif restore_run(run, archive_dir):
