@@ -132,3 +132,42 @@ def test_evaluate_early_exit_verifies_the_copy(fast, batch):
 def _sample(i):
     from mmpretrain.structures import DataSample
     return DataSample().set_gt_label(i % 10)
+
+
+def test_predict_mode_config_option_with_fast_kernels(model, fast, batch):
+    """``early_exit=dict(thresholds=..., fast_kernels=True)``: predict mode
+    routes on an inference copy made after the weights were loaded, equal
+    to the simulation on that copy, and made again when the weights
+    change."""
+    from mmpretrain.structures import DataSample
+    thr = quantile_thresholds(simulate(fast, batch, [-INF] * K)[2], 0.5)
+    ee = MODELS.build(model_cfg(type='EarlyExitClassifier', early_exit=dict(
+        thresholds=thr.tolist(), fast_kernels=True)))
+    ee.load_state_dict(model.state_dict())
+    ee.eval()
+    samples = [DataSample().set_gt_label(0) for _ in range(len(batch))]
+    with torch.no_grad():
+        out = ee(batch, samples, mode='predict')
+    exits, pred, _, _ = simulate(fast, batch, thr)
+    assert [s.exit_index for s in out] == (exits + 1).tolist()
+    assert [int(s.pred_label) for s in out] == pred.tolist()
+    copy = ee._fast_copy[1].model
+    assert count(copy, nn.BatchNorm2d) == 0 and count(ee, nn.BatchNorm2d)
+    with torch.no_grad():  # same weights: the copy is reused
+        ee(batch[:4], None, mode='predict')
+    assert ee._fast_copy[1].model is copy
+    # other weights: a new copy, routing like a copy of those weights
+    torch.manual_seed(5)
+    other = MODELS.build(model_cfg())
+    perturb_bn(other, seed=7)
+    ee.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        out = ee(batch, None, mode='predict')
+    assert ee._fast_copy[1].model is not copy
+    exits, pred, _, _ = simulate(optimize_for_inference(other.eval()), batch,
+                                 thr)
+    assert [s.exit_index for s in out] == (exits + 1).tolist()
+    assert [int(s.pred_label) for s in out] == pred.tolist()
+    ee.train()
+    with pytest.raises(RuntimeError, match='eval mode'):
+        ee(batch, None, mode='predict')

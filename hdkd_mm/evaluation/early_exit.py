@@ -383,31 +383,68 @@ class EarlyExitClassifier(MultiExitClassifier):
     Args:
         early_exit (dict, optional): ``thresholds`` (K values, the last
             ignored), optionally ``exit_mflops`` (K cumulative costs; default
-            computed from the input shape) and ``min_rows``. ``None``: the
-            plain all-exit ``predict``.
+            computed from the input shape), ``min_rows`` and
+            ``fast_kernels`` (route on an inference copy with BatchNorm
+            folded and 1×1 convolutions as ``bmm``, see
+            :mod:`hdkd_mm.evaluation.fast_inference`; the copy is made at
+            the first prediction and again whenever the weights have changed
+            since, e.g. after loading a checkpoint). ``None``: the plain
+            all-exit ``predict``.
         **kwargs: as :class:`~hdkd_mm.models.MultiExitClassifier`.
     """
 
     def __init__(self, *args, early_exit: Optional[dict] = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.early_exit = None
+        self._fast_kernels = False
+        self._fast_copy = None  # (weights version, predictor on the copy)
         if early_exit is not None:
             self.set_early_exit(**early_exit)
 
     def set_early_exit(self, thresholds=None, exit_mflops=None,
-                       min_rows: int = DEFAULT_MIN_ROWS) -> None:
+                       min_rows: int = DEFAULT_MIN_ROWS,
+                       fast_kernels: bool = False) -> None:
         """Switch early-exit prediction on (``thresholds``) or off
         (``None``)."""
+        self._fast_copy = None
+        self._fast_kernels = bool(fast_kernels)
         if thresholds is None:
             self.early_exit = None
             return
         self.early_exit = EarlyExitPredictor(self, thresholds, exit_mflops,
                                              min_rows)
 
+    def _weights_version(self) -> tuple:
+        """Changes whenever a parameter or buffer is written in place
+        (``load_state_dict``, an optimizer step) or replaced."""
+        return tuple((id(t), t._version) for t in
+                     list(self.parameters()) + list(self.buffers()))
+
+    def _fast_predictor(self) -> EarlyExitPredictor:
+        from .fast_inference import optimize_for_inference
+        version = self._weights_version()
+        if self._fast_copy is None or self._fast_copy[0] != version:
+            plain = self.early_exit
+            self.early_exit, self._fast_copy = None, None  # not copied
+            try:
+                copy = optimize_for_inference(self)
+            finally:
+                self.early_exit = plain
+            predictor = EarlyExitPredictor(copy, plain.thresholds,
+                                           plain.exit_mflops, plain.min_rows)
+            predictor._costs = plain._costs  # the plain model's costs
+            self._fast_copy = (version, predictor)
+        return self._fast_copy[1]
+
     def predict(self, inputs: torch.Tensor,
                 data_samples: Optional[List[DataSample]] = None):
         if self.early_exit is None:
             return super().predict(inputs, data_samples)
+        if self._fast_kernels:
+            if self.training:
+                raise RuntimeError('Early-exit inference needs the model in '
+                                   'eval mode (model.eval()).')
+            return self._fast_predictor().predict(inputs, data_samples)
         return self.early_exit.predict(inputs, data_samples)
 
 
