@@ -430,9 +430,9 @@ class EarlyExitClassifier(MultiExitClassifier):
                 copy = optimize_for_inference(self)
             finally:
                 self.early_exit = plain
+            # the copy's costs equal the plain model's (same FLOP rules)
             predictor = EarlyExitPredictor(copy, plain.thresholds,
                                            plain.exit_mflops, plain.min_rows)
-            predictor._costs = plain._costs  # the plain model's costs
             self._fast_copy = (version, predictor)
         return self._fast_copy[1]
 

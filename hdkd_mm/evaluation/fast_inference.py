@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ['PointwiseConv2d', 'optimize_for_inference']
+__all__ = ['PointwiseConv2d', 'is_pointwise', 'optimize_for_inference']
 
 
 class PointwiseConv2d(nn.Conv2d):
