@@ -130,10 +130,16 @@ def load_images(cfg, model, n_held, n_test, random_data, seed):
     return held, np.zeros(n_held, dtype=np.int64), test, 'random'
 
 
+def batches_of(x, batch):
+    """``x`` in consecutive chunks of ``batch`` rows (the last may be
+    shorter)."""
+    return [x[i:i + batch] for i in range(0, len(x), batch)]
+
+
 @torch.inference_mode()
 def full_logits(model, x, batch):
-    return torch.cat([torch.stack(model(x[i:i + batch], mode='tensor'), 1)
-                      for i in range(0, len(x), batch)])
+    return torch.cat([torch.stack(model(c, mode='tensor'), 1)
+                      for c in batches_of(x, batch)])
 
 
 def timed(fn):
@@ -147,7 +153,7 @@ def compare(model, predictor, x, batch, repeats):
     (the blocks and exits early exit ran, on contiguous slices of the same
     sizes: no decisions, no index_select); medians."""
     from hdkd_mm.evaluation.budgeted import apply_thresholds, exit_confidences
-    chunks = [x[i:i + batch] for i in range(0, len(x), batch)]
+    chunks = batches_of(x, batch)
     blocks = model.backbone.blocks
 
     @torch.inference_mode()
@@ -197,7 +203,7 @@ def stage_times(model, x, batch, repeats):
     network over ``x`` in chunks of ``batch``, the stages timed in turn
     within each round."""
     blocks, head = model.backbone.blocks, model.head
-    chunks = [x[i:i + batch] for i in range(0, len(x), batch)]
+    chunks = batches_of(x, batch)
     per_round = []
     for r in range(repeats + 1):  # round 0 warms up
         times = np.zeros(len(blocks))
@@ -216,7 +222,7 @@ def stage_times(model, x, batch, repeats):
 @torch.inference_mode()
 def full_speedup(plain, fast, x, batch, repeats):
     """Median full-inference seconds of two models over ``x``, interleaved."""
-    chunks = [x[i:i + batch] for i in range(0, len(x), batch)]
+    chunks = batches_of(x, batch)
     times = [[], []]
     for r in range(repeats + 1):  # round 0 warms up
         for j, model in enumerate((plain, fast)):

@@ -86,6 +86,11 @@ __all__ = [
 # Smallest sub-batch the routing runs (see the module doc).
 DEFAULT_MIN_ROWS = 3
 
+EVAL_MODE_NEEDED = (
+    'Early-exit inference needs the model in eval mode (model.eval()): in '
+    'train mode BatchNorm normalises with the statistics of whatever samples '
+    'are left in the batch.')
+
 
 # --------------------------------------------------------------------------
 # staged execution of a backbone
@@ -261,10 +266,7 @@ class EarlyExitPredictor:
     def __call__(self, inputs: torch.Tensor) -> EarlyExitResult:
         """Route a batch of preprocessed images ``(N, C, H, W)``."""
         if self.model.training:
-            raise RuntimeError(
-                'Early-exit inference needs the model in eval mode '
-                '(model.eval()): in train mode BatchNorm normalises with the '
-                'statistics of whatever samples are left in the batch.')
+            raise RuntimeError(EVAL_MODE_NEEDED)
         n = int(inputs.shape[0])
         if n == 0:
             raise ValueError('Early-exit inference got an empty batch.')
@@ -442,8 +444,7 @@ class EarlyExitClassifier(MultiExitClassifier):
             return super().predict(inputs, data_samples)
         if self._fast_kernels:
             if self.training:
-                raise RuntimeError('Early-exit inference needs the model in '
-                                   'eval mode (model.eval()).')
+                raise RuntimeError(EVAL_MODE_NEEDED)
             return self._fast_predictor().predict(inputs, data_samples)
         return self.early_exit.predict(inputs, data_samples)
 
