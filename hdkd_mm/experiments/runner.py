@@ -34,14 +34,15 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .archive import (archive_run, export_gamma, read_json, sync_archive,
                       write_json)
 from .suite import Run, Suite, SuiteError, epoch_options, format_options
 
 __all__ = ['REPO', 'run_state', 'plan_runs', 'execute_run', 'run_suite',
-           'fmt_duration', 'config_digest', 'check_config_digest']
+           'fmt_duration', 'config_digest', 'check_config_digest',
+           'estimate_left']
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BILEVEL_COST = 2.3  # HDKD-type run / plain run (measured, docs/results.md)
@@ -276,6 +277,19 @@ def _bar(done: int, total: int, elapsed: float, eta: Optional[float] = None,
     return text
 
 
+def estimate_left(pending_costs: List[float],
+                  running: List[Tuple[float, float]], seconds_per_cost: float,
+                  parallel: int) -> float:
+    """Seconds until the suite is done: the work still to do (each pending
+    run's cost, and what the running runs have left, as ``(cost, seconds
+    since it started)``), in seconds at the measured ``seconds_per_cost``
+    of the runs finished so far (their own wall times, not the suite's),
+    shared by ``parallel`` slots."""
+    work = sum(c * seconds_per_cost for c in pending_costs) + sum(
+        max(c * seconds_per_cost - ran, 0.0) for c, ran in running)
+    return work / max(parallel, 1)
+
+
 def _print(msg: str) -> None:
     print(msg, flush=True)
 
@@ -311,8 +325,9 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
     total, done = len(suite.runs), len(suite.runs) - len(todo)
     start = time.time()
     running: Dict[futures.Future, Run] = {}
+    started: Dict[futures.Future, float] = {}
     failed: Dict[str, str] = {}
-    cost_done = 0.0
+    cost_done = run_seconds = 0.0  # of the runs finished by this call
 
     def ready(run: Run) -> Optional[bool]:
         """True: can start; False: wait; None: its dependency failed."""
@@ -336,8 +351,9 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
                 elif ok:
                     pending.remove(run)
                     log(f'start {run.run_id}')
-                    running[pool.submit(execute_run, run, suite.threads,
-                                        suite.archive)] = run
+                    fut = pool.submit(execute_run, run, suite.threads,
+                                      suite.archive)
+                    running[fut], started[fut] = run, time.time()
             if not running:
                 if pending:  # only waiting runs left: cannot happen
                     raise SuiteError('unresolvable run dependencies: ' +
@@ -347,19 +363,25 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
                                        return_when=futures.FIRST_COMPLETED)
             for fut in finished:
                 run = running.pop(fut)
+                now = time.time()
                 done += 1
                 try:
                     results[run.run_id] = fut.result()
                     log(status_line(run, results[run.run_id], None))
+                    cost_done += run.cost  # the rate: successful runs only
+                    run_seconds += now - started.pop(fut)
                 except Exception as err:  # report, go on with the rest
                     failed[run.run_id] = str(err)
                     log(status_line(run, None, str(err)))
-                cost_done += run.cost
-                left = sum(r.cost for r in pending) + sum(
-                    r.cost for r in running.values())
-                elapsed = time.time() - start
-                log(_bar(done, total, elapsed,
-                         elapsed * left / cost_done if left else None))
+                    started.pop(fut)
+                eta = None
+                if (pending or running) and cost_done:
+                    eta = estimate_left(
+                        [r.cost for r in pending],
+                        [(r.cost, now - started[f])
+                         for f, r in running.items()],
+                        run_seconds / cost_done, suite.parallel)
+                log(_bar(done, total, now - start, eta))
     for run_id, err in failed.items():
         results[run_id] = dict(error=err)
     return results
