@@ -255,6 +255,12 @@ def test_claim_verdicts():
     e = claim_effect(runs, dict(a='a', b='b', exit='mean', expect='=',
                                 margin=3.0))
     assert e['verdict'] == 'inconclusive'
+    # one paired seed: no interval; no paired seed: the cell is not run yet
+    e = claim_effect(runs[:1] + runs[3:4], dict(a='a', b='b', exit='first',
+                                                expect='+'))
+    assert e['n'] == 1 and e['verdict'] == 'inconclusive'
+    e = claim_effect(runs, dict(a='a', b='c', exit='first', expect='+'))
+    assert e['n'] == 0 and e['verdict'] == 'not run yet'
 
 
 def test_archive_restores_a_suite_in_a_fresh_work_root(tmp_path):

@@ -188,7 +188,8 @@ def claim_effect(done, claim) -> Dict:
     * expect '=' (no difference): **reproduced** when the interval lies in
       (−margin, +margin), **contradicted** when it lies outside, else
       **inconclusive**.
-    With fewer than 2 common seeds the verdict is inconclusive."""
+    With one common seed (no interval) the verdict is inconclusive; with
+    none (a cell not run yet) it is **not run yet**."""
     a = {d['seed']: d for d in done if d['label'] == claim['a']}
     b = {d['seed']: d for d in done if d['label'] == claim['b']}
     seeds = sorted(set(a) & set(b))
@@ -209,6 +210,7 @@ def claim_effect(done, claim) -> Dict:
     out = dict(n=n, diffs=diffs.tolist(), mean=np.nan, std=np.nan,
                lo=np.nan, hi=np.nan, verdict='inconclusive')
     if n == 0:
+        out['verdict'] = 'not run yet'
         return out
     mean = float(diffs.mean())
     out['mean'] = mean
@@ -241,7 +243,7 @@ def claims_table(suite, done) -> str:
              'and the verdict of the fixed rule (interval on the claimed '
              "side of 0: reproduced; on the other side: contradicted; "
              "else inconclusive; for '=' the interval must lie within "
-             '± margin). The paper\'s effect (top-5, its setting) is given '
+             '± margin; n = 0: not run yet). The paper\'s effect (top-5, its setting) is given '
              'for scale only.', '',
              '| claim | a − b | exit | expect | n | effect | 95 % interval '
              '| per seed | verdict | paper |',
