@@ -243,8 +243,8 @@ def claims_table(suite, done) -> str:
              'and the verdict of the fixed rule (interval on the claimed '
              "side of 0: reproduced; on the other side: contradicted; "
              "else inconclusive; for '=' the interval must lie within "
-             '± margin; n = 0: not run yet). The paper\'s effect (top-5, its setting) is given '
-             'for scale only.', '',
+             '± margin; n = 0: not run yet). The paper\'s effect (top-5, '
+             'its setting) is given for scale only.', '',
              '| claim | a − b | exit | expect | n | effect | 95 % interval '
              '| per seed | verdict | paper |',
              '|:---|:---|:---:|:---:|---:|---:|:---:|:---|:---|:---|']

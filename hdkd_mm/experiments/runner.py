@@ -324,8 +324,7 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
     pending = sorted(todo, key=lambda r: (-r.cost, r.run_id))
     total, done = len(suite.runs), len(suite.runs) - len(todo)
     start = time.time()
-    running: Dict[futures.Future, Run] = {}
-    started: Dict[futures.Future, float] = {}
+    running: Dict[futures.Future, Tuple[Run, float]] = {}  # run, start
     failed: Dict[str, str] = {}
     cost_done = run_seconds = 0.0  # of the runs finished by this call
 
@@ -353,7 +352,7 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
                     log(f'start {run.run_id}')
                     fut = pool.submit(execute_run, run, suite.threads,
                                       suite.archive)
-                    running[fut], started[fut] = run, time.time()
+                    running[fut] = (run, time.time())
             if not running:
                 if pending:  # only waiting runs left: cannot happen
                     raise SuiteError('unresolvable run dependencies: ' +
@@ -362,24 +361,22 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
             finished, _ = futures.wait(list(running),
                                        return_when=futures.FIRST_COMPLETED)
             for fut in finished:
-                run = running.pop(fut)
+                run, run_start = running.pop(fut)
                 now = time.time()
                 done += 1
                 try:
                     results[run.run_id] = fut.result()
                     log(status_line(run, results[run.run_id], None))
                     cost_done += run.cost  # the rate: successful runs only
-                    run_seconds += now - started.pop(fut)
+                    run_seconds += now - run_start
                 except Exception as err:  # report, go on with the rest
                     failed[run.run_id] = str(err)
                     log(status_line(run, None, str(err)))
-                    started.pop(fut)
                 eta = None
                 if (pending or running) and cost_done:
                     eta = estimate_left(
                         [r.cost for r in pending],
-                        [(r.cost, now - started[f])
-                         for f, r in running.items()],
+                        [(r.cost, now - t) for r, t in running.values()],
                         run_seconds / cost_done, suite.parallel)
                 log(_bar(done, total, now - start, eta))
     for run_id, err in failed.items():
