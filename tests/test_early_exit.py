@@ -76,16 +76,27 @@ def simulate(model, x, thresholds):
     return exits, pred[np.arange(len(exits)), exits], conf, logits
 
 
-def assert_same(model, x, thresholds, costs, **kw):
+def assert_same(model, x, thresholds, costs, exact=True, **kw):
+    """The routed forward takes the simulation's decisions (exit, class,
+    cost) exactly. Its confidences and logits are bit for bit the
+    simulation's when ``exact``; otherwise equal to float32 rounding (see
+    the caller for why)."""
     res = early_exit_forward(model, x, thresholds, costs, **kw)
     exits, pred, conf, logits = simulate(model, x, thresholds)
     np.testing.assert_array_equal(res.exit0, exits)
     np.testing.assert_array_equal(res.pred.numpy(), pred)
     np.testing.assert_array_equal(res.mflops.numpy(), costs[exits])
     rows = np.arange(len(exits))
-    np.testing.assert_array_equal(res.confidence.numpy(), conf[rows, exits])
-    # bit for bit the logits of the taken exit
-    assert torch.equal(res.logits, logits[rows, exits])
+    if exact:
+        np.testing.assert_array_equal(res.confidence.numpy(),
+                                      conf[rows, exits])
+        # bit for bit the logits of the taken exit
+        assert torch.equal(res.logits, logits[rows, exits])
+    else:
+        np.testing.assert_allclose(res.confidence.numpy(), conf[rows, exits],
+                                   rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(res.logits, logits[rows, exits],
+                                   rtol=1e-5, atol=1e-6)
     return res, exits, conf
 
 
@@ -282,13 +293,20 @@ def test_inline_collaboration_equals_simulation(batch):
     net.eval()
     costs = np.ones(K).cumsum()  # cost values do not matter here
     conf = simulate(net, batch, [-INF] * K)[2]
+    # The routed forward runs the ISC Linear on the undecided rows only, and
+    # a matrix product over fewer rows may take another CPU kernel (another
+    # summation order): on an AVX-512 machine its logits differed from the
+    # full batch's in the last float32 bits (confidence off by 1.7e-10).
+    # The decisions must still be exact; the values are compared to a few
+    # float32 ulps (rtol 1e-5 over sums of 16-32 products).
     for q in (0.3, 0.9):
-        assert_same(net, batch, quantile_thresholds(conf, q), costs)
+        assert_same(net, batch, quantile_thresholds(conf, q), costs,
+                    exact=False)
     # one sample left after exit 1: padded rows carry their logits too
     thr = np.full(K, -INF)
     thr[0] = np.sort(conf[:, 0])[1]  # all but the least confident exit
     thr[1:-1] = INF
-    res, exits, _ = assert_same(net, batch, thr, costs)
+    res, exits, _ = assert_same(net, batch, thr, costs, exact=False)
     assert (exits > 0).sum() == 1
     res1 = early_exit_forward(net, batch[:1], quantile_thresholds(conf, 0.6),
                               costs)
