@@ -388,3 +388,65 @@ def test_sync_archive_keeps_a_digest_added_to_the_archive(tmp_path):
     sync_archive([run], str(archive), log=logs.append)
     assert logs and 'archived 1 finished run' in logs[0]
     assert read_json(str(kept / 'result.json'))['exits'][0]['top1'] == 81.0
+
+
+def _placeholder_configs(tmp_path):
+    """Config files that only need to exist (nothing is trained)."""
+    paths = [tmp_path / 'msdnet_tiny.py', tmp_path / 'dbt_tiny.py']
+    for path in paths:
+        path.write_text('# never trained in this test\n')
+    return [str(p) for p in paths]
+
+
+def _write_kept_run(root, run_id, top1, train_s=600.0):
+    folder = root / run_id
+    folder.mkdir(parents=True)
+    (folder / 'result.json').write_text(json.dumps(
+        dict(run_id=run_id, test_top1=top1, train_wall_s=train_s)))
+    (folder / 'anytime.json').write_text(json.dumps(
+        dict(exits=[dict(exit=k + 1, top1=v) for k, v in enumerate(top1)])))
+
+
+def test_rerun_table_compares_runs_and_claims(tmp_path):
+    """compare_reruns: the same runs trained twice, per run and per claim
+    (the claim's paired difference from each, the kept runs' verdict)."""
+    from hdkd_mm.experiments.report import collect_from, rerun_table
+    suite = load_suite(_write_suite(tmp_path, _placeholder_configs(tmp_path)))
+    kept, rerun = tmp_path / 'kept', tmp_path / 'rerun'
+    _write_kept_run(kept, 'msdnet_tiny/default/seed0', [80.0, 84.0])
+    _write_kept_run(kept, 'dbt_tiny/default/seed0', [82.5, 84.5])
+    _write_kept_run(rerun, 'msdnet_tiny/default/seed0', [81.0, 83.0], 300.0)
+    _write_kept_run(rerun, 'dbt_tiny/default/seed0', [80.25, 84.5], 300.0)
+    _write_kept_run(rerun, 'other/default/seed0', [1.0, 1.0])  # not a run
+    table = rerun_table(suite, collect_from(suite, str(kept)),
+                        collect_from(suite, str(rerun)))
+    rows = {line.split('|')[1].strip(): [c.strip() for c in
+                                         line.strip('|').split('|')]
+            for line in table.splitlines() if line.startswith('| ')}
+    assert rows['msdnet_tiny/default/seed0'][1:] == [
+        '80.00', '81.00', '84.00', '83.00', '1.00', '10.0 → 5.0']
+    assert rows['dbt_tiny/default/seed0'][5] == '2.25'
+    assert 'other/default/seed0' not in rows
+    assert 'Largest change of an exit: 2.25 points over 2 run(s).' in table
+    # the claim (dbt − msdnet at the first exit): +2.50 kept, −0.75 re-run;
+    # one kept seed gives no interval, so the kept verdict is inconclusive
+    assert rows['DBT lifts exit 1'][3:] == ['+2.50', '-0.75', 'inconclusive']
+
+
+def test_compare_reruns_tool_names_a_missing_folder(tmp_path):
+    suite = _write_suite(tmp_path, _placeholder_configs(tmp_path))
+    with pytest.raises(SystemExit, match='has no `archive`'):
+        _compare_main([str(suite), str(tmp_path)])
+    with pytest.raises(SystemExit, match='re-run folder .*nowhere'):
+        _compare_main([str(suite), str(tmp_path / 'nowhere'),
+                       '--kept', str(tmp_path)])
+
+
+def _compare_main(argv):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'compare_reruns',
+        osp.join(REPO, 'tools', 'experiments', 'compare_reruns.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(argv)

@@ -34,7 +34,8 @@ import numpy as np
 from .archive import read_json
 from .suite import Suite
 
-__all__ = ['collect', 'write_report', 'publish']
+__all__ = ['collect', 'write_report', 'publish', 'collect_from',
+           'rerun_table']
 
 
 def safe_name(label: str) -> str:
@@ -390,6 +391,77 @@ def timing_table(suite, done) -> str:
               f'at a time about {total / 60 / suite.parallel:.2f} h of wall '
               'time (the runs of this suite that were reused from another '
               'suite are counted too).']
+    return '\n'.join(lines)
+
+
+def collect_from(suite: Suite, root: str) -> List[Dict]:
+    """The suite's finished runs kept under ``root/<run id>/`` (the layout
+    of a suite's ``archive``): their ``result.json`` and ``anytime.json``,
+    as :func:`collect` gives them, without the training-subset and
+    budgeted parts."""
+    out = []
+    for run in suite.runs:
+        folder = osp.join(root, run.run_id)
+        result = read_json(osp.join(folder, 'result.json'))
+        anytime = read_json(osp.join(folder, 'anytime.json'))
+        if result is None or anytime is None:
+            continue
+        out.append(dict(run=run, label=run.label, seed=run.seed,
+                        result=result, test=anytime['exits']))
+    return out
+
+
+def rerun_table(suite: Suite, kept: List[Dict], rerun: List[Dict]) -> str:
+    """The same runs trained twice (same config, seed and data; e.g. the
+    archive and a re-run on another machine), as markdown: per run, the
+    test top-1 of the first and last exit both times, the largest change
+    over the exits and the training minutes; then per claim of the suite,
+    the paired difference a − b of the kept runs and of the re-run at the
+    seeds the re-run has, beside the verdict of the kept runs."""
+    by_id = {d['run'].run_id: d for d in kept}
+    lines = ['Test top-1 (%) of the same runs trained twice: the kept '
+             '(archived) run and the re-run; Δ = re-run − kept.', '',
+             '| run | exit 1 kept | exit 1 re-run | last kept | last re-run '
+             '| max abs Δ over exits | train min kept → re-run |',
+             '|:---|---:|---:|---:|---:|---:|---:|']
+    deltas = []
+    for d in rerun:
+        k = by_id.get(d['run'].run_id)
+        if k is None:
+            continue
+        new = [e['top1'] for e in d['test']]
+        old = [e['top1'] for e in k['test']]
+        worst = max(abs(a - b) for a, b in zip(new, old))
+        deltas.append(worst)
+        minutes = [r['result'].get('train_wall_s', float('nan')) / 60
+                   for r in (k, d)]
+        lines.append(f"| {d['run'].run_id} | {old[0]:.2f} | {new[0]:.2f} | "
+                     f"{old[-1]:.2f} | {new[-1]:.2f} | {worst:.2f} | "
+                     f'{minutes[0]:.1f} → {minutes[1]:.1f} |')
+    if not deltas:
+        return 'No run of the re-run folder is among the kept runs.'
+    lines += ['', f'Largest change of an exit: {max(deltas):.2f} points over '
+              f'{len(deltas)} run(s).']
+    seeds = sorted({d['seed'] for d in rerun})
+    if suite.claims:
+        lines += ['', "Each claim's paired difference a − b (points) at "
+                  "the re-run's seeds, from the kept runs and from the "
+                  "re-run; the verdict is the kept runs' (all their seeds).",
+                  '',
+                  '| claim | a − b | exit | ' + ' | '.join(
+                      f'seed {s} kept | seed {s} re-run' for s in seeds)
+                  + ' | verdict (kept) |',
+                  '|:---|:---|:---:|' + '---:|---:|' * len(seeds) + ':---|']
+        for c in suite.claims:
+            verdict = claim_effect(kept, c)['verdict']
+            cells = []
+            for s in seeds:
+                for runs in (kept, rerun):
+                    e = claim_effect([d for d in runs if d['seed'] == s], c)
+                    cells.append(_fmt(e['mean'], None, sign=True))
+            lines.append(f"| {c['claim']} | {c['a']} − {c['b']} | "
+                         f"{c.get('exit', 'last')} | " + ' | '.join(cells)
+                         + f' | {verdict} |')
     return '\n'.join(lines)
 
 
