@@ -43,21 +43,31 @@ def safe_name(label: str) -> str:
     return re.sub(r'[^A-Za-z0-9_.-]', '_', label)
 
 
+def _finished_run(run, folder: str) -> Optional[Dict]:
+    """A finished run's result and per-exit test accuracies, read from
+    ``folder`` (None unless both ``result.json`` and ``anytime.json`` are
+    there)."""
+    result = read_json(osp.join(folder, 'result.json'))
+    anytime = read_json(osp.join(folder, 'anytime.json'))
+    if result is None or anytime is None:
+        return None
+    return dict(run=run, label=run.label, seed=run.seed, result=result,
+                test=anytime['exits'])
+
+
 def collect(suite: Suite) -> List[Dict]:
     """Every finished run of the suite (``result.json`` present)."""
     out = []
     for run in suite.runs:
-        result = read_json(osp.join(run.run_dir, 'result.json'))
-        if result is None:
+        done = _finished_run(run, run.run_dir)
+        if done is None:
             continue
-        anytime = read_json(osp.join(run.run_dir, 'anytime.json'))
         train = read_json(osp.join(run.run_dir, 'train_split.json'))
         budgeted = read_json(osp.join(run.run_dir, 'budgeted',
                                        'budgeted.json'))
-        out.append(dict(run=run, label=run.label, seed=run.seed,
-                        result=result, test=anytime['exits'],
-                        train=train['train_exits'],
-                        budgeted=budgeted['models'][0] if budgeted else None))
+        done.update(train=train['train_exits'],
+                    budgeted=budgeted['models'][0] if budgeted else None)
+        out.append(done)
     return out
 
 
@@ -399,16 +409,9 @@ def collect_from(suite: Suite, root: str) -> List[Dict]:
     of a suite's ``archive``): their ``result.json`` and ``anytime.json``,
     as :func:`collect` gives them, without the training-subset and
     budgeted parts."""
-    out = []
-    for run in suite.runs:
-        folder = osp.join(root, run.run_id)
-        result = read_json(osp.join(folder, 'result.json'))
-        anytime = read_json(osp.join(folder, 'anytime.json'))
-        if result is None or anytime is None:
-            continue
-        out.append(dict(run=run, label=run.label, seed=run.seed,
-                        result=result, test=anytime['exits']))
-    return out
+    runs = (_finished_run(run, osp.join(root, run.run_id))
+            for run in suite.runs)
+    return [done for done in runs if done is not None]
 
 
 def rerun_table(suite: Suite, kept: List[Dict], rerun: List[Dict]) -> str:
