@@ -2,7 +2,6 @@
 to end on a checkpoint trained on tiny Fashion-MNIST files: JSON, PNG and
 tables, the logits cache, the early-exit predict path from a config, and the
 errors on bad input."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -15,18 +14,9 @@ import torch
 
 import hdkd_mm.evaluation.inference as inference
 from hdkd_mm.evaluation.budgeted_eval import budgeted_eval
-from tool_helpers import REPO, run_tool, write_tiny_demo_config
+from tool_helpers import load_tool, run_tool, write_tiny_demo_config
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
-
-
-def load_tool(name):
-    """A tool script as a module, to call its main() in-process."""
-    path = osp.join(REPO, 'tools', 'analysis', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -136,7 +126,7 @@ def test_two_models_and_test_axis_when_test_is_heldout(trained, tmp_path):
 
 def test_errors(trained, tmp_path, capsys):
     config, ckpt = trained
-    tool = load_tool('budgeted_eval')
+    tool = load_tool('tools/analysis/budgeted_eval.py')
     # no held-out split
     no_heldout = tmp_path / 'no_heldout.py'
     no_heldout.write_text(
@@ -175,7 +165,7 @@ def test_errors(trained, tmp_path, capsys):
     assert err.value.code == 2
     assert 'odd number' in capsys.readouterr().err
     # thresholds of the wrong length (early-exit inference)
-    infer = load_tool('early_exit_infer')
+    infer = load_tool('tools/analysis/early_exit_infer.py')
     with pytest.raises(SystemExit) as err:
         infer.main([config, ckpt, '--thresholds=0.5,-inf', '--out',
                     str(tmp_path / 'e.json')])
@@ -191,7 +181,7 @@ def test_early_exit_infer_and_predict_config(trained, tmp_path):
     out = tmp_path / 'bud'
     result = budgeted_eval([(config, ckpt)], str(out), log=lambda s: None)
     budget = result['models'][0]['budgets'][19]  # p = 20
-    infer = load_tool('early_exit_infer')
+    infer = load_tool('tools/analysis/early_exit_infer.py')
     for batch in ('8', '1'):
         path = tmp_path / f'ee{batch}.json'
         infer.main([config, ckpt, '--budget-json', str(out / 'budgeted.json'),

@@ -4,7 +4,6 @@ THE ACCEPTANCE: the paper's MSDNet models reproduce the reference op
 counter's per-exit cumulative MFLOPs and parameter counts within 1 %
 (STACK-NOTES table; the paper's Tables 1-2).
 """
-import importlib.util
 import json
 import os.path as osp
 
@@ -19,6 +18,7 @@ import hdkd_mm  # noqa: F401
 from hdkd_mm.analysis.flops import (ExitMarker, default_input_shape,
                                     exit_costs, exit_stage_modules,
                                     module_cost)
+from tool_helpers import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -222,11 +222,7 @@ def test_default_input_shape_from_configs():
 
 
 def _load_tool():
-    path = osp.join(ROOT, 'tools/analysis/get_flops.py')
-    spec = importlib.util.spec_from_file_location('get_flops_tool', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_tool('tools/analysis/get_flops.py')
 
 
 def test_get_flops_tool_writes_json_and_table(tmp_path, monkeypatch, capsys):

@@ -10,7 +10,8 @@ import pytest
 
 from hdkd_mm.experiments.suite import (SuiteError, epoch_options,
                                        format_options, load_suite)
-from tool_helpers import REPO, run_tool, write_tiny_demo_config
+from tool_helpers import (REPO, load_tool, run_tool,
+                          write_tiny_demo_config)
 
 
 def _write_suite(tmp_path, configs, extra=''):
@@ -443,10 +444,4 @@ def test_compare_reruns_tool_names_a_missing_folder(tmp_path):
 
 
 def _compare_main(argv):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'compare_reruns',
-        osp.join(REPO, 'tools', 'experiments', 'compare_reruns.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(argv)
+    load_tool('tools/experiments/compare_reruns.py').main(argv)

@@ -1,6 +1,7 @@
 """Helpers shared by the tests that run the command-line tools: run a tool in
-a subprocess, and write the demo config pointed at tiny Fashion-MNIST files
-(the pattern of tests/test_tools.py)."""
+a subprocess or load it as a module, and write the demo config pointed at
+tiny Fashion-MNIST files (the pattern of tests/test_tools.py)."""
+import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -11,6 +12,17 @@ from tiny_data import write_fashion_mnist
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_DIR = osp.join(REPO, 'configs', 'demo')
 DEMO = osp.join(DEMO_DIR, 'msdnet_fashion_mnist.py')
+
+
+def load_tool(path: str):
+    """A tool script (``path`` relative to the repository, e.g.
+    ``tools/analysis/get_flops.py``) as a module, to call its functions
+    in-process."""
+    name = 'tool_' + osp.splitext(osp.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_tool(*args, env=None, timeout=300, check=True):
