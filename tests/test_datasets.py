@@ -12,9 +12,10 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 import hdkd_mm  # noqa: F401
-from tiny_data import write_fashion_mnist
+from tiny_data import write_cifar10_jpg, write_fashion_mnist
 from hdkd_mm.datasets import (CenterPad, GrayToRGB, HeldOutSplit,
-                              LocalFashionMNIST, check_disjoint, split_indices)
+                              LocalFashionMNIST, check_disjoint,
+                              partition_indices, split_indices)
 from mmpretrain.datasets import CIFAR100, FashionMNIST, ImageNet
 from mmpretrain.registry import DATASETS
 
@@ -440,3 +441,58 @@ def test_transforms():
     g = GrayToRGB()(dict(img=np.arange(6, dtype=np.uint8).reshape(2, 3, 1)))
     assert g['img'].shape == (2, 3, 3) and (g['img'][..., 2]
                                             == g['img'][..., 0]).all()
+
+
+# -- a test split carved from the training set (CIFAR-10 JPEG folder) -------
+def test_partition_three_way_stratified_and_two_way_unchanged():
+    labels = np.repeat(np.arange(4), [50, 30, 15, 5])
+    part = partition_indices(100, 20, seed=0, labels=labels, stratified=True,
+                             test_size=40)
+    # test: 40 × the class shares of the 80 left after holding out 20
+    assert np.array_equal(np.bincount(labels[part.test]), [20, 12, 6, 2])
+    assert np.array_equal(np.bincount(labels[part.heldout]), [10, 6, 3, 1])
+    everything = np.concatenate([part.train, part.heldout, part.test])
+    assert np.array_equal(np.sort(everything), np.arange(100))  # disjoint
+    # without a test split the partition is exactly the two-way one
+    tr, ho = split_indices(100, 20, seed=0, labels=labels, stratified=True)
+    two = partition_indices(100, 20, seed=0, labels=labels, stratified=True)
+    assert np.array_equal(two.train, tr) and np.array_equal(two.heldout, ho)
+    assert two.test.size == 0
+    # CIFAR(X) comes from what is left after both carve-outs
+    sub = partition_indices(100, 20, seed=0, labels=labels, stratified=True,
+                            test_size=40, per_class=2)
+    assert (np.bincount(labels[sub.train]) == 2).all()
+    assert np.intersect1d(sub.train, part.test).size == 0
+    with pytest.raises(ValueError, match=r'heldout_size=20 \+ test_size=80 '
+                       'must be smaller'):
+        partition_indices(100, 20, labels=labels, test_size=80)
+    with pytest.raises(ValueError, match='test_size=-1 must be an int'):
+        partition_indices(100, 20, labels=labels, test_size=-1)
+
+
+def test_cifar10_jpg_config_carves_test_heldout_and_train(tmp_path):
+    root = write_cifar10_jpg(str(tmp_path / 'c10'), per_class=12)
+    cfg = Config.fromfile(osp.join(CFG_DIR, 'cifar10_jpg_splits.py'))
+    for key in SPLIT_KEYS + ('val_dataloader', ):
+        ds = cfg[key]['dataset']
+        ds['dataset']['data_root'] = root
+        ds.update(heldout_size=20, test_size=40)
+    cfg.train_dataloader.dataset.per_class = 3
+    train, held, test = (_build(cfg, k) for k in
+                         SPLIT_KEYS + ('val_dataloader', ))
+    assert (len(train), len(held), len(test)) == (30, 20, 40)
+    for split in (train, held, test):  # stratified: equal per class
+        counts = np.bincount(split.get_gt_labels(), minlength=10)
+        assert (counts == counts[0]).all()
+    assert check_disjoint(train, held) == test.split_key()
+    assert np.intersect1d(test.indices, train.indices).size == 0
+    assert np.intersect1d(test.indices, held.indices).size == 0
+    assert train.CLASSES[0] == 'airplane' and train.CLASSES[9] == 'truck'
+    # the real loading path: JPEG decoded, the test pipeline leaves 32×32
+    item = test[0]
+    assert item['inputs'].shape == (3, 32, 32)
+    assert int(item['data_samples'].gt_label) == test.get_gt_labels()[0]
+    # a test split needs test_size in every split of the partition
+    with pytest.raises(ValueError, match="split='test' with test_size=0"):
+        HeldOutSplit(cfg.val_dataloader.dataset.dataset, split='test',
+                     heldout_size=20)

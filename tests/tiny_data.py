@@ -59,3 +59,23 @@ def fashion_mnist_overrides(root, heldout_size=20, batch_size=8):
         opts[f'{key}.dataset.data_root'] = root
         opts[f'{key}.batch_size'] = batch_size
     return opts
+
+
+CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
+                   'frog', 'horse', 'ship', 'truck')
+
+
+def write_cifar10_jpg(root, per_class=12, seed=0):
+    """The layout of the CIFAR-10 JPEG archive of the experiment suites
+    (``train/<class>/NNNN.jpg``, 32×32 RGB JPEGs), ``per_class`` random
+    images per class; returns the folder to use as ``data_root``."""
+    import cv2
+    rng = np.random.RandomState(seed)
+    for name in CIFAR10_CLASSES:
+        folder = os.path.join(root, 'train', name)
+        os.makedirs(folder, exist_ok=True)
+        for i in range(per_class):
+            img = rng.randint(0, 256, (32, 32, 3), dtype=np.uint8)
+            cv2.imwrite(os.path.join(folder, f'{i:04d}.jpg'), img,
+                        [cv2.IMWRITE_JPEG_QUALITY, 75])
+    return str(root)

@@ -2,11 +2,13 @@
 subsets) and local-files-only versions of MMPretrain's dataset classes."""
 from .local import (LocalCIFAR10, LocalCIFAR100, LocalFashionMNIST,
                     LocalImageNet)
-from .splits import HeldOutSplit, check_disjoint, split_indices
+from .splits import (HeldOutSplit, Partition, check_disjoint,
+                     partition_indices, split_indices)
 from .transforms import CenterPad, GrayToRGB
 
 __all__ = [
-    'HeldOutSplit', 'check_disjoint', 'split_indices', 'LocalCIFAR10',
+    'HeldOutSplit', 'Partition', 'check_disjoint', 'partition_indices',
+    'split_indices', 'LocalCIFAR10',
     'LocalCIFAR100', 'LocalFashionMNIST', 'LocalImageNet', 'CenterPad',
     'GrayToRGB'
 ]

@@ -23,12 +23,20 @@ split never changes with the NumPy version):
 * ``stratified=True``: every class gives ``heldout_size`` × its share of the
   training set (largest-remainder rounding), taken in permutation order
   (CIFAR-100: exactly 50 per class, so exactly 450 remain per class).
+* ``test_size=T`` (default 0): after the held-out split, the next T images
+  in permutation order, stratified (every class gives T × its share of the
+  images left after holding out, largest-remainder rounding), form a test
+  split (``split='test'``). For data sets that ship only training images
+  (the CIFAR-10 JPEG folder of the experiment suites): every number then
+  comes from one seeded partition the project controls. With T = 0 the
+  partition is exactly the two-way one above.
 * ``per_class=X``: among the remaining images, the first X of every class in
   permutation order. Subsets are therefore nested (CIFAR(150) ⊂ CIFAR(250)
-  for one seed) and never touch the held-out split, whatever X is.
+  for one seed) and never touch the held-out or test split, whatever X is.
 
-Both splits come from the same (seed, heldout_size, stratified, base dataset),
-so they are disjoint by construction (asserted when the split is computed);
+All splits come from the same (seed, heldout_size, test_size, stratified,
+base dataset), so they are disjoint by construction (asserted when the
+partition is computed);
 :func:`check_disjoint` verifies it for two built datasets, e.g. the train and
 held-out dataloaders of a config.
 
@@ -51,7 +59,8 @@ while the training split gets the augmentation::
 import copy
 import logging
 import os.path as osp
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import (Callable, List, NamedTuple, Optional, Sequence,
+                    Tuple, Union)
 
 import numpy as np
 from mmengine.dataset import BaseDataset, Compose, force_full_init
@@ -59,7 +68,7 @@ from mmengine.logging import print_log
 
 from mmpretrain.registry import DATASETS, TRANSFORMS
 
-SPLITS = ('train', 'heldout')
+SPLITS = ('train', 'heldout', 'test')
 
 
 def _is_int(value) -> bool:
@@ -75,6 +84,12 @@ def _check_sizes(heldout_size, per_class, who: str = '') -> None:
         raise ValueError(f'{who}per_class={per_class!r} must be None or an '
                          'int >= 1; fix: per_class=None keeps every '
                          'remaining training image.')
+
+
+def _carved(heldout_size: int, test_size: int) -> str:
+    """``heldout_size=H`` (``+ test_size=T`` when a test split is carved)."""
+    test = f' + test_size={test_size}' if test_size else ''
+    return f'heldout_size={heldout_size}{test}'
 
 
 def _class_name(class_names, c: int) -> str:
@@ -113,7 +128,14 @@ def _stratified_quota(counts: np.ndarray, heldout_size: int) -> np.ndarray:
     return quota
 
 
-def split_indices(
+class Partition(NamedTuple):
+    """Sorted int64 indices of the three disjoint sides of a partition."""
+    train: np.ndarray
+    heldout: np.ndarray
+    test: np.ndarray
+
+
+def partition_indices(
     num_samples: int,
     heldout_size: int,
     seed: int = 0,
@@ -121,44 +143,59 @@ def split_indices(
     stratified: bool = False,
     per_class: Optional[int] = None,
     num_classes: Optional[int] = None,
-    class_names: Optional[Sequence[str]] = None
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Partition ``range(num_samples)`` into (train, held-out) indices.
+    class_names: Optional[Sequence[str]] = None,
+    test_size: int = 0,
+) -> Partition:
+    """Partition ``range(num_samples)`` into (train, held-out, test) indices.
 
     See the module docstring for the procedure. ``labels`` are needed for
-    ``stratified=True`` and ``per_class``; ``num_classes`` (default: the
-    number of ``class_names`` or ``max(labels) + 1``) are the classes that
-    must each provide ``per_class`` images. Returns two sorted int64 arrays;
-    ``train`` is already reduced to ``per_class`` images per class.
+    ``stratified=True``, ``test_size > 0`` and ``per_class``;
+    ``num_classes`` (default: the number of ``class_names`` or
+    ``max(labels) + 1``) are the classes that must each provide
+    ``per_class`` images. ``train`` is already reduced to ``per_class``
+    images per class.
     """
     n = int(num_samples)
     _check_sizes(heldout_size, per_class)
-    if heldout_size >= n:
+    if not _is_int(test_size) or test_size < 0:
         raise ValueError(
-            f'heldout_size={heldout_size} must be smaller than the training '
-            f'set, which has {n} images; fix: lower heldout_size (the paper '
-            'holds out 5000 CIFAR-100 / 50000 ImageNet images).')
+            f'test_size={test_size!r} must be an int >= 0 (0 = no test split '
+            'carved from the training set); fix: e.g. test_size=10000.')
+    if heldout_size + test_size >= n:
+        raise ValueError(
+            f'{_carved(heldout_size, test_size)} must be smaller than the '
+            f'training set, which has {n} images; fix: lower heldout_size '
+            '(the paper holds out 5000 CIFAR-100 / 50000 ImageNet images)'
+            f'{" or test_size" if test_size else ""}.')
     if labels is not None:
         labels = np.asarray(labels).astype(np.int64, copy=False).reshape(-1)
         if len(labels) != n:
             raise ValueError(f'{len(labels)} labels for {n} samples.')
-    elif stratified or per_class is not None:
-        raise ValueError('stratified=True and per_class need the labels.')
+    elif stratified or per_class is not None or test_size:
+        raise ValueError(
+            'stratified=True, test_size and per_class need the labels.')
 
     perm = np.random.RandomState(seed).permutation(n)
+    nc = int(labels.max()) + 1 if labels is not None and n else 0
     held = np.zeros(n, dtype=bool)
     if heldout_size:
         if stratified:
-            nc = int(labels.max()) + 1 if n else 0
             quota = _stratified_quota(np.bincount(labels, minlength=nc),
                                       heldout_size)
             lp = labels[perm]
             held[perm[_rank_within_class(lp) < quota[lp]]] = True
         else:
             held[perm[:heldout_size]] = True
+    rest = perm[~held[perm]]  # remaining images, in permutation order
+    test = np.zeros(n, dtype=bool)
+    if test_size:
+        lr = labels[rest]
+        quota = _stratified_quota(np.bincount(lr, minlength=nc), test_size)
+        test[rest[_rank_within_class(lr) < quota[lr]]] = True
+        rest = rest[~test[rest]]
 
     heldout_idx = np.flatnonzero(held).astype(np.int64)
-    rest = perm[~held[perm]]  # remaining images, in permutation order
+    test_idx = np.flatnonzero(test).astype(np.int64)
     if per_class is not None:
         if num_classes is None:
             num_classes = (len(class_names) if class_names is not None else
@@ -168,23 +205,39 @@ def split_indices(
         if counts.min() < per_class:
             worst = int(np.argmin(counts))
             short = int((counts < per_class).sum())
+            carved = f'holding out {heldout_size} images' + (
+                f' and carving a test split of {test_size}'
+                if test_size else '')
             raise ValueError(
                 f'per_class={per_class} is larger than the remaining training '
                 f'images of {_class_name(class_names, worst)}: it has only '
-                f'{counts[worst]} after holding out {heldout_size} images '
-                f'({short} of {num_classes} classes have fewer than '
-                f'{per_class}); fix: use per_class <= {counts.min()}, '
-                'per_class=None (all remaining images), or a smaller '
-                'heldout_size / stratified=True.')
+                f'{counts[worst]} after {carved} ({short} of {num_classes} '
+                f'classes have fewer than {per_class}); fix: use per_class '
+                f'<= {counts.min()}, per_class=None (all remaining images), '
+                'or a smaller heldout_size / test_size / stratified=True.')
         lr = labels[rest]
         rest = rest[_rank_within_class(lr) < per_class]
     train_idx = np.sort(rest).astype(np.int64)
 
     # Disjoint by construction: say so loudly if that ever stops being true.
-    if held[train_idx].any() or len(train_idx) + len(heldout_idx) > n:
-        raise AssertionError('internal error: the held-out split overlaps '
-                             'the training split')
-    return train_idx, heldout_idx
+    if (held[train_idx].any() or test[train_idx].any() or (held & test).any()
+            or len(train_idx) + len(heldout_idx) + len(test_idx) > n):
+        raise AssertionError('internal error: the splits of the partition '
+                             'overlap')
+    return Partition(train_idx, heldout_idx, test_idx)
+
+
+def split_indices(num_samples: int, heldout_size: int, seed: int = 0,
+                  labels: Optional[Sequence[int]] = None,
+                  stratified: bool = False, per_class: Optional[int] = None,
+                  num_classes: Optional[int] = None,
+                  class_names: Optional[Sequence[str]] = None
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+    """The (train, held-out) sides of :func:`partition_indices` without a
+    test split (the two-way partition of the paper)."""
+    part = partition_indices(num_samples, heldout_size, seed, labels,
+                             stratified, per_class, num_classes, class_names)
+    return part.train, part.heldout
 
 
 def _norm_path(p) -> str:
@@ -225,11 +278,14 @@ class HeldOutSplit:
     Args:
         dataset (dict | BaseDataset): the full training set (config or
             instance). Give it ``pipeline=[]`` when the wrapper has its own.
-        split (str): ``'train'`` (the remaining training images) or
-            ``'heldout'``.
+        split (str): ``'train'`` (the remaining training images),
+            ``'heldout'``, or ``'test'`` (needs ``test_size > 0``).
         heldout_size (int): images held out (5000 for CIFAR-100, 50000 for
             ImageNet in the paper). 0: no held-out split (``split='train'``
             is then the whole set, or its ``per_class`` subset).
+        test_size (int): images carved out as a stratified test split (0,
+            the default: none; the test set is then the base data's own).
+            Build every split of one partition with the same value.
         per_class (int, optional): for ``split='train'`` only: keep X images
             of every class (CIFAR(X)/ImageNet(X)). None keeps them all.
         seed (int): seed of the partition (and of the per-class subset).
@@ -251,6 +307,7 @@ class HeldOutSplit:
                  split: str = 'train',
                  heldout_size: int = 5000,
                  per_class: Optional[int] = None,
+                 test_size: int = 0,
                  seed: int = 0,
                  stratified: bool = False,
                  pipeline: Optional[List[Union[dict, Callable]]] = None,
@@ -259,14 +316,22 @@ class HeldOutSplit:
         if split not in SPLITS:
             raise ValueError(
                 f'HeldOutSplit: split={split!r} is not supported; fix: use '
-                "split='train' (remaining training images) or "
-                "split='heldout' (the held-out images). The test set is the "
-                "base dataset's own test split, not a HeldOutSplit.")
-        if split == 'heldout' and per_class is not None:
+                "split='train' (remaining training images), "
+                "split='heldout' (the held-out images) or split='test' (a "
+                'test split carved from the training set, with test_size > '
+                "0). Otherwise the test set is the base dataset's own test "
+                'split, not a HeldOutSplit.')
+        if split != 'train' and per_class is not None:
             raise ValueError(
                 f'HeldOutSplit: per_class={per_class} applies to '
-                "split='train' only; fix: remove per_class from the held-out "
-                'dataset (the held-out split is never subsampled).')
+                f"split='train' only; fix: remove per_class from the {split} "
+                'dataset (the held-out and test splits are never '
+                'subsampled).')
+        if split == 'test' and not test_size:
+            raise ValueError(
+                "HeldOutSplit: split='test' with test_size=0 is empty; fix: "
+                'set test_size > 0 (e.g. 10000) in every split of the '
+                'partition (train, heldout and test).')
         if split == 'heldout' and heldout_size == 0:
             raise ValueError(
                 "HeldOutSplit: split='heldout' with heldout_size=0 is empty; "
@@ -289,10 +354,11 @@ class HeldOutSplit:
         self.split = split
         self.heldout_size = int(heldout_size)
         self.per_class = None if per_class is None else int(per_class)
+        self.test_size = int(test_size)
         self.seed = int(seed)
         self.stratified = bool(stratified)
         self.max_refetch = max_refetch
-        self.test_mode = split == 'heldout'
+        self.test_mode = split != 'train'
 
         if pipeline is None:
             self.pipeline = None
@@ -348,16 +414,18 @@ class HeldOutSplit:
         if hasattr(self.dataset, 'full_init'):
             self.dataset.full_init()
         n = len(self.dataset)
-        need_labels = self.stratified or (self.split == 'train'
-                                          and self.per_class is not None)
+        need_labels = self.stratified or self.test_size > 0 or (
+            self.split == 'train' and self.per_class is not None)
         labels = self._base_labels() if need_labels else None
         classes = self._classes()
-        if self.heldout_size >= n:
+        if self.heldout_size + self.test_size >= n:
             raise ValueError(
-                f'HeldOutSplit: heldout_size={self.heldout_size} must be '
+                'HeldOutSplit: '
+                f'{_carved(self.heldout_size, self.test_size)} must be '
                 f'smaller than the training set ({n} images in '
-                f'{type(self.dataset).__name__}); fix: lower heldout_size.')
-        train_idx, heldout_idx = split_indices(
+                f'{type(self.dataset).__name__}); fix: lower heldout_size'
+                f'{" or test_size" if self.test_size else ""}.')
+        part = partition_indices(
             n,
             self.heldout_size,
             seed=self.seed,
@@ -365,8 +433,9 @@ class HeldOutSplit:
             stratified=self.stratified,
             per_class=self.per_class if self.split == 'train' else None,
             num_classes=None if classes is None else len(classes),
-            class_names=classes)
-        self._indices = train_idx if self.split == 'train' else heldout_idx
+            class_names=classes,
+            test_size=self.test_size)
+        self._indices = getattr(part, self.split)
         self._indices.setflags(write=False)
         self._fully_initialized = True
 
@@ -380,13 +449,15 @@ class HeldOutSplit:
     @force_full_init
     def split_key(self) -> str:
         """What determines the partition: the base dataset (class, data root,
-        annotation file, prefix, split, size), the seed, heldout_size and the
-        stratification. A train and a held-out split with equal keys are
-        disjoint by construction (``per_class`` does not enter the key: a
-        CIFAR(X) subset is still disjoint from the held-out split)."""
+        annotation file, prefix, split, size), the seed, heldout_size, the
+        stratification and the test size (named only when > 0, so two-way
+        keys are unchanged). Splits with equal keys are disjoint by
+        construction (``per_class`` does not enter the key: a CIFAR(X)
+        subset is still disjoint from the held-out split)."""
+        test = f'|test_size={self.test_size}' if self.test_size else ''
         return (f'{_base_identity(self.dataset)}|seed={self.seed}'
                 f'|heldout_size={self.heldout_size}'
-                f'|stratified={self.stratified}')
+                f'|stratified={self.stratified}{test}')
 
     # -- dataset API --------------------------------------------------------
     def _classes(self):
@@ -457,6 +528,8 @@ class HeldOutSplit:
             f'    Held out: \t{self.heldout_size} (seed {self.seed}, '
             f'{"stratified" if self.stratified else "random"})'
         ]
+        if self.test_size:
+            lines.append(f'    Test split: \t{self.test_size} (stratified)')
         if self.per_class is not None:
             lines.append(f'    Images per class: \t{self.per_class}')
         if self._fully_initialized:
