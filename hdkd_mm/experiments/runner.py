@@ -332,17 +332,20 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
                                                       'result.json'))
         else:
             todo.append(run)
-    check_data_root(todo)
     ids = {r.run_id for r in todo}
     log(f'suite {suite.name}: {len(suite.runs)} runs, '
         f'{len(suite.runs) - len(todo)} already done, {len(todo)} to run, '
         f'{suite.parallel} at a time with OMP_NUM_THREADS={suite.threads}; '
         f'runs in {suite.work_root}')
-    if dry_run:
+    if dry_run:  # the commands; their data folder need not exist here
         for run in todo:
-            log(f'  {run.run_id} ({run_state(run)}): ' +
-                ' '.join(_steps(run)[0].cmd[1:]))
+            try:
+                cmd = ' '.join(_steps(run)[0].cmd[1:])
+            except SuiteError as err:
+                cmd = f'(no command yet: {err})'
+            log(f'  {run.run_id} ({run_state(run)}): {cmd}')
         return results
+    check_data_root(todo)
     # Order: longest first (less idle time at the end), a run's dependency
     # before it.
     pending = sorted(todo, key=lambda r: (-r.cost, r.run_id))

@@ -47,11 +47,13 @@ top-level variables)::
     claims:                              # claims.md: paired effect a − b,
       - claim: DBT lifts exit 1          # 95% t-interval over seeds, and a
         a: dbt                           # verdict by a fixed rule (see
-        b: msdnet                        # hdkd_mm/experiments/report.py)
+        b: msdnet                        # hdkd_mm/experiments/verdict.py)
         exit: first                      # first | last | mean | K (1-based)
         expect: '+'                      # '+' (a > b), '-' (a < b), '='
         margin: 1.0                      # (|a − b| < margin); points
-        paper: '+6.48 (CIFAR(150), top-5)'   # free text, shown beside
+        paper: '+6.48 (CIFAR(150), top-5)'   # the paper's effect: its
+                                         # smallest signed number is the
+                                         # one the rule tests against
     report_by: override                  # optional: one report per override
                                          # set (OUT/<override>/), cells
                                          # labelled by config name
