@@ -36,7 +36,8 @@ import subprocess
 import sys
 from typing import Dict, List, Optional
 
-from .suite import SuiteError, format_options
+from .options import format_options
+from .spec import SuiteError
 
 RULES = ('min_room', 'best_mean')
 _TOP1 = re.compile(r'^exit(\d+)/top1$')
