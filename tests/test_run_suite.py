@@ -270,7 +270,7 @@ def test_time_left_counts_parallel_slots_and_running_runs():
     """The progress bar's estimate. Two bilevel runs (cost 2) started
     together, one just finished after 1,800 s: 1,800 s per cost 2. Left: the
     other (about done), 10 bilevel and 3 plain runs (cost 1), on 2 slots."""
-    from hdkd_mm.experiments.runner import estimate_left
+    from hdkd_mm.experiments.progress import estimate_left
     rate = 1800 / 2
     left = estimate_left([2.0] * 10 + [1.0] * 3, [(2.0, 1790.0)], rate, 2)
     assert left == pytest.approx((10 * 1800 + 3 * 900 + 10) / 2)

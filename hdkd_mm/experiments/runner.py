@@ -25,10 +25,11 @@ where it stopped. Every subprocess gets ``OMP_NUM_THREADS`` (and
 ``RUN/logs/<step>.log``; its ``--cfg-options`` have ``{data_root}`` replaced
 by the suite's data folder (the recorded spec keeps the placeholder).
 
-Progress: MMEngine's ``ProgressBar`` over the runs of the invocation (its
-ETA counts runs as equal), and after each finished run the time left by
-:func:`estimate_left`, which weighs each run by its cost (a bilevel run
-costs ``BILEVEL_COST`` plain runs) and the ``parallel`` slots.
+Progress (:mod:`~hdkd_mm.experiments.progress`): MMEngine's ``ProgressBar``
+over the runs of the invocation (its ETA counts runs as equal), and after
+each finished run the time left by ``estimate_left``, which weighs each run
+by its cost (a bilevel run costs ``BILEVEL_COST`` plain runs) and the
+``parallel`` slots.
 """
 import concurrent.futures as futures
 import datetime
@@ -42,24 +43,17 @@ import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .archive import archive_run, export_gamma, sync_archive
+from .progress import LogLines, estimate_left, fmt_duration, status_line
 from .options import epoch_options, format_options
 from .records import (check_config_digest, config_digest, read_json,
                       write_json)
 from .spec import Run, Suite, SuiteError
 
 __all__ = ['REPO', 'run_state', 'plan_runs', 'execute_run', 'run_suite',
-           'fmt_duration', 'estimate_left', 'is_bilevel',
-           'check_data_root']
+           'is_bilevel', 'check_data_root']
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BILEVEL_COST = 2.3  # HDKD-type run / plain run (measured, docs/results.md)
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
 
 
 def run_state(run: Run) -> str:
@@ -269,50 +263,6 @@ def execute_run(run: Run, threads: int,
     return result
 
 
-def status_line(run: Run, result: Optional[Dict], error: Optional[str],
-                skipped: bool = False) -> str:
-    head = f'{run.label} seed {run.seed}'
-    if error:
-        return f'{head}: FAILED: {error}'
-    test, train = result['test_top1'][-1], result['train_top1'][-1]
-    text = (f'{head}: last-exit top-1 {test:.2f} (train {train:.2f}), '
-            f'exit-1 {result["test_top1"][0]:.2f}; train '
-            f'{fmt_duration(result["train_wall_s"])}, eval '
-            f'{fmt_duration(result["eval_wall_s"])}')
-    return text + (' [already done]' if skipped else '')
-
-
-class _LogLines:
-    """A ``file`` for MMEngine's ``ProgressBar`` that sends each state of
-    the bar to the suite's log as a line of its own (the bar redraws its
-    line with a carriage return, which the status lines between its
-    updates would break)."""
-
-    def __init__(self, log: Callable[[str], None]):
-        self.log = log
-
-    def write(self, text: str) -> None:
-        text = text.strip('\r\n')
-        if text:
-            self.log(text)
-
-    def flush(self) -> None:
-        pass
-
-
-def estimate_left(pending_costs: List[float],
-                  running: List[Tuple[float, float]], seconds_per_cost: float,
-                  parallel: int) -> float:
-    """Seconds until the suite is done: the work still to do (each pending
-    run's cost, and what the running runs have left, as ``(cost, seconds
-    since it started)``), in seconds at the measured ``seconds_per_cost``
-    of the runs finished so far (their own wall times, not the suite's),
-    shared by ``parallel`` slots."""
-    work = sum(c * seconds_per_cost for c in pending_costs) + sum(
-        max(c * seconds_per_cost - ran, 0.0) for c, ran in running)
-    return work / max(parallel, 1)
-
-
 def _print(msg: str) -> None:
     print(msg, flush=True)
 
@@ -350,7 +300,7 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
     # before it.
     pending = sorted(todo, key=lambda r: (-r.cost, r.run_id))
     from mmengine.utils import ProgressBar
-    bar = ProgressBar(len(todo), bar_width=30, file=_LogLines(log))
+    bar = ProgressBar(len(todo), bar_width=30, file=LogLines(log))
     running: Dict[futures.Future, Tuple[Run, float]] = {}  # run, start
     failed: Dict[str, str] = {}
     cost_done = run_seconds = 0.0  # of the runs finished by this call

@@ -9,7 +9,7 @@ from typing import Dict, List
 import numpy as np
 
 from .archive import gamma_records
-from .runner import fmt_duration
+from .progress import fmt_duration
 from .spec import Suite
 from .verdict import claim_effect
 

@@ -81,7 +81,8 @@ def main(argv=None):
             sys.exit(f'run_suite: error: --only {" ".join(args.only)} '
                      'matches no run of the suite.')
     from hdkd_mm.experiments.report import publish, write_report
-    from hdkd_mm.experiments.runner import fmt_duration, plan_runs, run_suite
+    from hdkd_mm.experiments.progress import fmt_duration
+    from hdkd_mm.experiments.runner import plan_runs, run_suite
     start = time.time()
     try:
         if args.report_only:
