@@ -266,6 +266,29 @@ def test_epoch_and_option_formatting():
         format_options({'a': 'x,y'})
 
 
+def test_bilevel_cost_follows_the_scheme_definitions(monkeypatch):
+    """A run is costed as bilevel when its scheme learns γ
+    (``Scheme.learned``) and γ is not frozen: a new learned scheme needs
+    no list in the runner."""
+    from mmengine.config import Config
+
+    from hdkd_mm.experiments.runner import is_bilevel
+    from hdkd_mm.models.losses import SCHEMES
+    from hdkd_mm.models.losses.dense_kd import Scheme
+    monkeypatch.setitem(SCHEMES, 'new_learned', Scheme('last', learned=True))
+
+    def cfg(scheme, **weights):
+        return Config(dict(model=dict(
+            head=dict(loss=dict(type='DenseKDLoss', scheme=scheme)),
+            loss_weights=weights or None)))
+    assert is_bilevel(cfg('new_learned'))
+    assert is_bilevel(cfg('hdkd', init='rand'))
+    assert not is_bilevel(cfg('hdkd', init='fixed', path='g.json'))
+    assert not is_bilevel(cfg('dbt')) and not is_bilevel(cfg('msdnet'))
+    assert not is_bilevel(Config(dict(model=dict(head=dict(
+        loss=dict(type='CrossEntropyLoss'))))))
+
+
 def test_time_left_counts_parallel_slots_and_running_runs():
     """The progress bar's estimate. Two bilevel runs (cost 2) started
     together, one just finished after 1,800 s: 1,800 s per cost 2. Left: the
