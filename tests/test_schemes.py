@@ -49,7 +49,8 @@ def test_every_scheme_has_its_configs():
 
 
 @pytest.mark.parametrize(
-    'path', _configs('*/*_msdnet-8e_1xb128_cifar100.py') + _configs('demo/*.py'),
+    'path',
+    _configs('*/*_msdnet-8e_1xb128_cifar100.py') + _configs('demo/*.py'),
     ids=lambda p: osp.relpath(p, ROOT))
 def test_scheme_configs_build_their_objective_sets(path):
     cfg = Config.fromfile(path)

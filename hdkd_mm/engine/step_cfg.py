@@ -32,7 +32,8 @@ class BilevelStepConfig:
         hypergrad (str): ``'jvp'`` (default): the exact γ-gradient by one
             forward-mode Jacobian-vector product; ``'finite_diff'``: a central
             difference of the exit logits along the held-out gradient
-            (approximate, two extra forwards; see :mod:`hdkd_mm.engine.hypergrad`).
+            (approximate, two extra forwards; see
+            :mod:`hdkd_mm.engine.hypergrad`).
         virtual_step (str): the look-ahead θ' of Eq. 8. ``'sgd'`` (default):
             θ' = θ − ξ g, ξ the θ optimizer's current learning rate (per
             parameter group); ``'optimizer'``: exactly the next iterate of the

@@ -81,7 +81,8 @@ class MultiExitClassifier(ImageClassifier):
 
         loss_weights (dict, optional): the objective weights γ, a
             :class:`~hdkd_mm.models.weighting.LearnedLossWeights` config
-            (initialisation, α, projection). The harmonized schemes (``hmsdnet``, ``hdbt``,
+            (initialisation, α, projection). The harmonized schemes
+            (``hmsdnet``, ``hdbt``,
             ``hdkd``) build it with its defaults when left out; the fixed
             schemes take none, or a frozen one (``init='fixed'``).
 

@@ -280,7 +280,8 @@ class LearnedLossWeights(BaseModule):
 
     def extra_repr(self) -> str:
         return (f'objectives={self.num_objectives}, init={self.init_mode!r}, '
-                f'alpha={self.alpha}, projection={self.projection!r}, learnable={self.learnable}')
+                f'alpha={self.alpha}, projection={self.projection!r}, '
+                f'learnable={self.learnable}')
 
 
 def _check_choice(name: str, value, choices) -> None:
