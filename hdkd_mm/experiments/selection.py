@@ -35,7 +35,7 @@ import os.path as osp
 import re
 import subprocess
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .options import format_options
 from .spec import SuiteError
@@ -122,9 +122,11 @@ def gamma_travel(work_dir: str, initial: Optional[Dict[str, float]]
     return sum(abs(float(last[f'gamma/{n}']) - v) for n, v in initial.items())
 
 
-def initial_gamma_of(config: str, options: Dict) -> Optional[Dict[str, float]]:
-    """γ at initialisation of the model a config builds (None when it learns
-    no γ)."""
+def initial_gamma_of(config: str, options: Dict
+                     ) -> Optional[Tuple[str, Dict[str, float]]]:
+    """``(init mode, {objective: γ})`` at initialisation of the model a
+    config builds with ``options``; None when it learns no γ (plain or
+    frozen)."""
     import hdkd_mm  # noqa: F401  (registers the modules)
     from mmpretrain.registry import MODELS
 
@@ -134,7 +136,8 @@ def initial_gamma_of(config: str, options: Dict) -> Optional[Dict[str, float]]:
     lw = getattr(model, 'loss_weights', None)
     if lw is None or not lw.learnable:
         return None
-    return {n: float(v) for n, v in zip(lw.names, lw.weights().tolist())}
+    return lw.init_mode, {n: float(v) for n, v in
+                          zip(lw.names, lw.weights().tolist())}
 
 
 def choose(rows: List[Dict], rule: Dict) -> Dict:
@@ -198,8 +201,8 @@ def run_selection(sel: Dict, threads: int = 1, log=print) -> Dict:
         work_dir = osp.join(sel['work_root'], name)
         metrics = train_candidate(sel, name, threads, log)
         top1 = exit_top1(metrics)
-        travel = gamma_travel(work_dir, initial_gamma_of(sel['config'],
-                                                         options))
+        init = initial_gamma_of(sel['config'], options)
+        travel = gamma_travel(work_dir, init[1] if init else None)
         rows.append(dict(name=name, options=extra or {}, heldout_top1=top1,
                          room=top1[-1] - top1[0],
                          mean=sum(top1) / len(top1), gamma_travel=travel))
