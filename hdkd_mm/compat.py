@@ -19,7 +19,8 @@ Applied once, on ``import hdkd_mm``:
     ``HardDiskBackend`` alias: MMEngine 0.10.7's ``CheckpointHook`` and
     ``save_checkpoint`` call ``FileClient.infer_client`` unconditionally
     ("it will not be removed until the release of MMEngine 1.0"), whatever
-    the config says;
+    the config says; and its warning that its own ``DumpResults`` metric
+    (``tools/test.py --out``) has no prefix, which it cannot take;
   - torch's ``FutureWarning`` that ``torch.jit.script`` is deprecated, which
     torch prints when forward-mode AD (the γ hypergradient's JVP) first
     imports its own scripted decompositions: we import that module once here
@@ -54,6 +55,8 @@ def _load_local_checkpoint(filename, map_location=None):
 MMENGINE_NOISE = (
     '"FileClient" will be deprecated in future',
     '"HardDiskBackend" is the alias of "LocalBackend"',
+    # MMEngine's DumpResults (``tools/test.py --out``) takes no prefix
+    'The prefix is not set in metric class DumpResults.',
 )
 
 
