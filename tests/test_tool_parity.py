@@ -24,6 +24,8 @@ from mmpretrain.structures import DataSample
 import hdkd_mm  # noqa: F401
 from hdkd_mm.analysis.run_plots import find_scalars, read_scalars, \
     val_top1_series
+from hdkd_mm.evaluation.metrics.multi_exit_accuracy import exit_top1
+from hdkd_mm.experiments.selection import final_heldout_metrics
 from hdkd_mm.models.tta import AverageExitScoresTTA
 from test_bilevel_runner import config as bilevel_config
 from tool_helpers import load_tool, run_tool, write_tiny_demo_config
@@ -224,6 +226,8 @@ def test_hdkd_run_is_quiet_and_its_log_plots_with_analyze_logs(
     assert train and all('lr' in r and 'gamma.lr' in r for r in train)
     assert not any('model.lr' in r for r in train)
     assert list(val_top1_series(read_scalars(scalars))) == [1, 2]
+    # the held-out selection reads the same prefixed keys
+    assert len(exit_top1(final_heldout_metrics(str(work)))) == 2
 
     # MMPretrain's own script, run in this process
     tool = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools',
@@ -241,6 +245,14 @@ def test_hdkd_run_is_quiet_and_its_log_plots_with_analyze_logs(
 
 def _add_one(x: torch.Tensor) -> torch.Tensor:
     return x + 1
+
+
+def test_exit_top1_reads_prefixed_and_older_keys():
+    logged = {'multi-exit/top1': 9.0, 'multi-exit/exit10/top1': 3.0,
+              'multi-exit/exit2/top1': 2.0, 'multi-exit/exit1/top1': 1.0,
+              'multi-exit/exit1/top5': 7.0, 'early_exit/exit1_share': 0.5}
+    assert exit_top1(logged) == [1.0, 2.0, 3.0]  # numeric exit order
+    assert exit_top1({'exit1/top1': 4.0, 'exit2/top1': 5.0}) == [4.0, 5.0]
 
 
 def test_noise_filters_are_narrow():

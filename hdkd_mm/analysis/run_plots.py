@@ -20,13 +20,13 @@ import re
 from collections import OrderedDict
 from typing import Dict, List, Tuple
 
+from ..evaluation.metrics.multi_exit_accuracy import EXIT_TOP1_KEY
+
 __all__ = [
     'find_scalars', 'read_scalars', 'gamma_series', 'val_top1_series',
     'plot_gamma', 'plot_val_top1', 'plot_run'
 ]
 
-# with the metric's prefix (any) or without (logs of older versions)
-_EXIT_TOP1 = re.compile(r'^(?:[^/]+/)?exit(\d+)/top1$')
 _GAMMA = re.compile(r'^gamma/([A-Za-z_]*)')
 
 
@@ -98,7 +98,7 @@ def val_top1_series(records: List[Dict]) -> 'OrderedDict[int, Tuple]':
     for r in records:
         x = r.get('epoch', r.get('step'))
         for key, value in r.items():
-            m = _EXIT_TOP1.match(key)
+            m = EXIT_TOP1_KEY.match(key)
             if m and x is not None:
                 xs, ys = out.setdefault(int(m.group(1)), ([], []))
                 xs.append(x)

@@ -1,5 +1,6 @@
 """Anytime prediction: top-k accuracy of every exit."""
-from typing import List, Optional, Sequence
+import re
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.evaluator import BaseMetric
@@ -25,6 +26,19 @@ def exit_topk_accuracy(exit_scores: torch.Tensor, labels: torch.Tensor,
     return torch.stack(
         [hit[..., :min(k, num_classes)].any(-1).float().mean(0) * 100
          for k in topk], dim=-1)
+
+
+#: A logged per-exit top-1 key: ``multi-exit/exit{k}/top1`` (any prefix), or
+#: ``exit{k}/top1`` as logs written before the metric had a prefix say.
+EXIT_TOP1_KEY = re.compile(r'^(?:[^/]+/)?exit(\d+)/top1$')
+
+
+def exit_top1(metrics: Dict[str, float]) -> List[float]:
+    """Every exit's top-1, in exit order, from a dict of logged metrics
+    (:data:`EXIT_TOP1_KEY` keys; an empty list when there are none)."""
+    found = {int(m.group(1)): float(v) for k, v in metrics.items()
+             for m in [EXIT_TOP1_KEY.match(k)] if m}
+    return [found[k] for k in sorted(found)]
 
 
 @METRICS.register_module()
