@@ -80,6 +80,7 @@ def main(argv=None):
         inputs = sorted(inputs)
     results = inferencer(inputs, batch_size=args.batch_size, show=args.show,
                          show_dir=args.show_dir)
+    print()  # after MMPretrain's progress bar, which ends without one
     for path, result in zip(inputs, results):
         print(describe(path, result))
     if args.out:
