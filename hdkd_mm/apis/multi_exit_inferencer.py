@@ -50,8 +50,9 @@ class MultiExitInferencer(ImageClassificationInferencer):
 
         >>> from hdkd_mm.apis import MultiExitInferencer
         >>> inferencer = MultiExitInferencer(
-        ...     'configs/demo/msdnet_fashion_mnist.py',
-        ...     pretrained='work_dirs/msdnet_fashion_mnist/epoch_3.pth')
+        ...     'configs/demo/msdnet_msdnet-4e_1xb128_fashion-mnist.py',
+        ...     pretrained='work_dirs/msdnet_msdnet-4e_1xb128_fashion-mnist/'
+        ...     'epoch_3.pth')
         >>> inferencer('shoe.png')[0]['exit_scores'].shape
         (4, 10)
     """
