@@ -37,7 +37,8 @@ import sys
 from typing import Dict, List, Optional
 
 from ..evaluation.metrics.multi_exit_accuracy import EXIT_TOP1_KEY, exit_top1
-from .suite import SuiteError, format_options
+from .options import format_options
+from .spec import SuiteError
 
 RULES = ('min_room', 'best_mean')
 
