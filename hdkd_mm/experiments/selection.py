@@ -32,16 +32,15 @@ point the validation loader there): no test image is read. The rules:
 import json
 import os
 import os.path as osp
-import re
 import subprocess
 import sys
 from typing import Dict, List, Optional, Tuple
 
+from ..evaluation.metrics.multi_exit_accuracy import EXIT_TOP1_KEY, exit_top1
 from .options import format_options
 from .spec import SuiteError
 
 RULES = ('min_room', 'best_mean')
-_TOP1 = re.compile(r'^exit(\d+)/top1$')
 
 
 def load_selection(path: str, data_root: Optional[str] = None) -> Dict:
@@ -79,7 +78,8 @@ def load_selection(path: str, data_root: Optional[str] = None) -> Dict:
 
 def final_heldout_metrics(work_dir: str) -> Optional[Dict[str, float]]:
     """The last validation metrics MMEngine logged in ``work_dir`` (the
-    newest ``<timestamp>/vis_data/scalars.json`` holding ``exit1/top1``)."""
+    newest ``<timestamp>/vis_data/scalars.json`` holding per-exit top-1,
+    :data:`~hdkd_mm.evaluation.metrics.multi_exit_accuracy.EXIT_TOP1_KEY`)."""
     if not osp.isdir(work_dir):
         return None
     last = None
@@ -90,16 +90,9 @@ def final_heldout_metrics(work_dir: str) -> Optional[Dict[str, float]]:
         with open(path) as f:
             for line in f:
                 row = json.loads(line)
-                if 'exit1/top1' in row:
+                if any(EXIT_TOP1_KEY.match(k) for k in row):
                     last = row
     return last
-
-
-def exit_top1(metrics: Dict[str, float]) -> List[float]:
-    """Per-exit top-1 in exit order from ``exitK/top1`` keys."""
-    found = {int(m.group(1)): float(v) for k, v in metrics.items()
-             for m in [_TOP1.match(k)] if m}
-    return [found[k] for k in sorted(found)]
 
 
 def gamma_travel(work_dir: str, initial: Optional[Dict[str, float]]
