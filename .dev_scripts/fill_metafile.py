@@ -17,9 +17,13 @@ writes one entry named after the config, and (re)computes from the config:
 Everything else is kept as written: the ``Collections`` block (paper, README),
 the ``Results`` (only measured numbers: docs/results.md and the README's demo
 tables) and any note. No ``Weights`` key is ever added: no trained weights
-are published. ``tests/test_model_index.py`` checks the computed fields.
+are published. Aliases (a config that is only ``_base_ = ['./other.py']``,
+kept for an old path) get no entry. The table between the ``<!-- models -->``
+markers of the folder's README.md is rewritten from the entries.
+``tests/test_model_index.py`` checks the computed fields.
 """
 import argparse
+import ast
 import glob
 import importlib.util
 import os.path as osp
@@ -41,6 +45,29 @@ DATASETS = {
     'ImageNet': 'ImageNet-1k', 'LocalImageNet': 'ImageNet-1k'}
 COMPUTED = ('Training Data', 'Epochs', 'Iterations', 'Batch Size', 'FLOPs', 'Parameters',
             'Exits', 'Exit MFLOPs', 'Architecture')
+
+
+def is_alias(path: str) -> bool:
+    """A config whose only statement is ``_base_ = ['<one config>']``."""
+    with open(path) as f:
+        body = ast.parse(f.read()).body
+    if len(body) != 1 or not isinstance(body[0], ast.Assign):
+        return False
+    (target,), value = body[0].targets, body[0].value
+    return (isinstance(target, ast.Name) and target.id == '_base_'
+            and isinstance(value, (ast.List, ast.Tuple))
+            and len(value.elts) == 1)
+
+
+def index_configs(folder: str) -> list:
+    """The configs of ``configs/<folder>`` that the index lists (relative
+    to the repository): every ``*.py`` outside ``_base_`` but aliases."""
+    paths = glob.glob(osp.join(ROOT, 'configs', folder, '**', '*.py'),
+                      recursive=True)
+    return sorted(
+        osp.relpath(p, ROOT) for p in paths
+        if '_base_' not in osp.relpath(p, ROOT).split(osp.sep)
+        and not is_alias(p))
 
 
 def load_get_flops():
@@ -100,12 +127,8 @@ def fill(folder: str, get_flops) -> None:
     with open(path) as f:
         meta = yaml.safe_load(f) or {}
     old = {m['Config']: m for m in meta.get('Models') or []}
-    configs = sorted(
-        osp.relpath(p, ROOT) for p in glob.glob(
-            osp.join(ROOT, 'configs', folder, '**', '*.py'), recursive=True)
-        if '_base_' not in osp.relpath(p, ROOT).split(osp.sep))
     models = []
-    for config in configs:
+    for config in index_configs(folder):
         computed, collection = computed_metadata(config, get_flops)
         entry = old.pop(config, {})
         name = osp.splitext(osp.basename(config))[0]
@@ -125,6 +148,38 @@ def fill(folder: str, get_flops) -> None:
     with open(path, 'w') as f:
         yaml.safe_dump(meta, f, sort_keys=False, allow_unicode=True,
                        width=100)
+    write_readme_table(folder, models)
+
+
+def _result_cell(model) -> str:
+    for result in model.get('Results') or []:
+        metrics = result['Metrics']
+        exits = [metrics[k] for k in sorted(metrics) if k.startswith('Exit ')]
+        return ' / '.join(f'{v:.2f}' for v in exits) + \
+            f" ({result['Dataset']})"
+    return 'not measured'
+
+
+def write_readme_table(folder: str, models: list) -> None:
+    """Rewrite the model table between the README's markers."""
+    path = osp.join(ROOT, 'configs', folder, 'README.md')
+    with open(path) as f:
+        text = f.read()
+    begin, end = '<!-- models -->', '<!-- /models -->'
+    if begin not in text or end not in text:
+        raise ValueError(f'{path}: no {begin} ... {end} markers')
+    rows = ['| Model | Scheme | Params (M) | MFLOPs per exit | Top-1 (%) '
+            'per exit | Config |', '|---|---|---:|---|---|---|']
+    for m in models:
+        meta = m['Metadata']
+        rows.append(
+            f"| `{m['Name']}` | {m['In Collection']} | "
+            f"{meta['Parameters'] / 1e6:.2f} | {meta['Exit MFLOPs']} | "
+            f"{_result_cell(m)} | [config]({osp.relpath(m['Config'], osp.join('configs', folder))}) |")
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    with open(path, 'w') as f:
+        f.write(head + begin + '\n' + '\n'.join(rows) + '\n' + end + tail)
 
 
 def main():
