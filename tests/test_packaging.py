@@ -24,7 +24,7 @@ SOURCES = ('setup.py', 'setup.cfg', 'pyproject.toml', 'MANIFEST.in',
            'README.md', 'model-index.yml', 'hdkd_mm', 'configs', 'tools')
 # The installed-package checks run on this config (by name, as `mim` finds
 # it) and inherit from it through the `hdkd_mm::` prefix.
-DEMO_FOLDER, DEMO_NAME = 'demo', 'msdnet_fashion_mnist.py'
+DEMO_FOLDER, DEMO_NAME = 'demo', 'msdnet_msdnet-4e_1xb128_fashion-mnist.py'
 
 
 def test_modules_are_registered_in_mmpretrain_scope():
