@@ -18,7 +18,8 @@ Everything else is kept as written: the ``Collections`` block (paper, README),
 the ``Results`` (only measured numbers: docs/results.md and the README's demo
 tables) and any note. No ``Weights`` key is ever added: no trained weights
 are published. Aliases (a config that is only ``_base_ = ['./other.py']``,
-kept for an old path) get no entry. The table between the ``<!-- models -->``
+kept for an old path) and configs that read another run's checkpoint (the
+Fixed-γ ablation) get no entry. The table between the ``<!-- models -->``
 markers of the folder's README.md is rewritten from the entries.
 ``tests/test_model_index.py`` checks the computed fields.
 """
@@ -43,6 +44,8 @@ DATASETS = {
     'CIFAR100': 'CIFAR-100', 'LocalCIFAR100': 'CIFAR-100',
     'CIFAR10': 'CIFAR-10', 'LocalCIFAR10': 'CIFAR-10',
     'ImageNet': 'ImageNet-1k', 'LocalImageNet': 'ImageNet-1k'}
+# CustomDataset folders, by the name of their data_root.
+FOLDERS = {'cifar10_jpg': 'CIFAR-10 JPEG folder'}
 COMPUTED = ('Training Data', 'Epochs', 'Iterations', 'Batch Size', 'FLOPs', 'Parameters',
             'Exits', 'Exit MFLOPs', 'Architecture')
 
@@ -59,15 +62,25 @@ def is_alias(path: str) -> bool:
             and len(value.elts) == 1)
 
 
+def needs_a_trained_run(path: str) -> bool:
+    """A config whose model reads γ from another run's checkpoint
+    (``loss_weights.init='fixed'``, the Fixed-γ ablation): it has no model
+    that builds on its own."""
+    from mmengine.config import Config
+    loss_weights = Config.fromfile(path).model.get('loss_weights') or {}
+    return loss_weights.get('init') == 'fixed'
+
+
 def index_configs(folder: str) -> list:
     """The configs of ``configs/<folder>`` that the index lists (relative
-    to the repository): every ``*.py`` outside ``_base_`` but aliases."""
+    to the repository): every ``*.py`` outside ``_base_``, but aliases and
+    configs that need a trained run."""
     paths = glob.glob(osp.join(ROOT, 'configs', folder, '**', '*.py'),
                       recursive=True)
     return sorted(
         osp.relpath(p, ROOT) for p in paths
         if '_base_' not in osp.relpath(p, ROOT).split(osp.sep)
-        and not is_alias(p))
+        and not is_alias(p) and not needs_a_trained_run(p))
 
 
 def load_get_flops():
@@ -79,16 +92,20 @@ def load_get_flops():
 
 
 def training_data(cfg) -> str:
+    """The training set's name, with ``(X per class)`` for a subset."""
     dataset = cfg.train_dataloader.dataset
+    per_class = None
     while 'dataset' in dataset:  # wrappers: HeldOutSplit, ...
+        per_class = per_class or dataset.get('per_class')
         dataset = dataset.dataset
     name = DATASETS.get(dataset.type)
-    if name is None and dataset.type == 'CustomDataset':
-        name = osp.basename(str(dataset.get('data_root', '')).rstrip('/'))
+    if dataset.type == 'CustomDataset':
+        name = FOLDERS.get(osp.basename(str(dataset.data_root).rstrip('/')))
     if not name:
-        raise KeyError(f'training dataset type {dataset.type!r}: add it to '
-                       'DATASETS in .dev_scripts/fill_metafile.py')
-    return name
+        raise KeyError(f'training data {dataset.type!r} ({dataset.get("data_root")}):'
+                       ' add it to DATASETS or FOLDERS in '
+                       '.dev_scripts/fill_metafile.py')
+    return f'{name} ({per_class} per class)' if per_class else name
 
 
 def architecture(cfg) -> list:
@@ -114,7 +131,7 @@ def computed_metadata(config: str, get_flops):
     meta['FLOPs'] = round(exits[-1]['mflops'] * 1e6)
     meta['Parameters'] = round(exits[-1]['params_m'] * 1e6)
     meta['Exits'] = len(exits)
-    meta['Exit MFLOPs'] = ' / '.join(f"{e['mflops']:g}" for e in exits)
+    meta['Exit MFLOPs'] = ' / '.join(str(e['mflops']) for e in exits)
     meta['Architecture'] = architecture(cfg)
     return meta, SCHEMES[cfg.model.head.loss.scheme]
 
@@ -154,7 +171,8 @@ def fill(folder: str, get_flops) -> None:
 def _result_cell(model) -> str:
     for result in model.get('Results') or []:
         metrics = result['Metrics']
-        exits = [metrics[k] for k in sorted(metrics) if k.startswith('Exit ')]
+        exits = [metrics[f'Exit {k} Top 1 Accuracy']
+                 for k in range(1, model['Metadata']['Exits'] + 1)]
         return ' / '.join(f'{v:.2f}' for v in exits) + \
             f" ({result['Dataset']})"
     return 'not measured'
