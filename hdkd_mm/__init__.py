@@ -26,7 +26,7 @@ from .version import __version__  # noqa: E402
 
 apply_stack_fixes()
 
-from . import datasets, engine, evaluation, models  # noqa: E402,F401
+from . import apis, datasets, engine, evaluation, models  # noqa: E402,F401
 from .model_index import register_model_index  # noqa: E402
 
 register_model_index()
