@@ -31,6 +31,7 @@ The same optim_wrapper/param_scheduler/train_cfg serve the fixed schemes
 for them. A plain ``param_scheduler`` (not split by optimizer) would drive the
 γ learning rate with θ's schedule too.
 """
+from .checkpoint import AtomicCheckpointHook, find_resume_checkpoint
 from .ddp import BilevelDistributedDataParallel
 from .hypergrad import (HypergradResult, all_reduce_mean, batch_statistics,
                         gamma_hypergradient, heldout_gradient,
@@ -39,6 +40,7 @@ from .loops import BilevelEpochBasedTrainLoop, HeldOutStream
 from .optim import BilevelOptimWrapperConstructor
 
 __all__ = [
+    'AtomicCheckpointHook', 'find_resume_checkpoint',
     'BilevelDistributedDataParallel', 'BilevelEpochBasedTrainLoop',
     'BilevelOptimWrapperConstructor', 'HeldOutStream', 'HypergradResult',
     'all_reduce_mean', 'batch_statistics', 'gamma_hypergradient',

@@ -400,9 +400,15 @@ def load_gamma(path: str, names: Sequence[str],
             key = cands[0]
         gamma = state[key].detach().float().flatten().clone()
     check_gamma_length(gamma, num, path, num_exits)
-    if not bool(torch.isfinite(gamma).all()) or bool((gamma < 0).any()):
-        raise ValueError(f'{path}: γ must be finite and non-negative, got '
-                         f'{gamma.tolist()}.')
+    bad = [f'{n}={float(v)!r}' for n, v in zip(names, gamma)
+           if not (bool(torch.isfinite(v)) and float(v) >= 0)]
+    if bad:
+        raise ValueError(
+            f"model.loss_weights.path={path!r} (init='fixed'): the fixed γ "
+            f'must be finite and >= 0, got {", ".join(bad)}: a negative '
+            'weight maximises its objective and NaN or inf makes every loss '
+            'NaN; fix: give finite weights >= 0 (e.g. the gamma.json of a '
+            'finished HDKD run).')
     return gamma
 
 
