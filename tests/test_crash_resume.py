@@ -97,3 +97,32 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, scheme):
         assert set(state['optimizer']) == {'model', 'gamma'}
         assert int(state['state_dict']['loss_weights.num_steps']) == \
             3 * ITERS_PER_EPOCH
+
+
+def test_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path):
+    """What ``--resume`` picks in a work dir written by MMEngine's own hook
+    (in place): the checkpoint last_checkpoint names if complete, else the
+    newest complete one; none at all: a fresh start; only broken ones: an
+    error naming them."""
+    from hdkd_mm.engine.checkpoint import find_resume_checkpoint
+    work = str(tmp_path)
+    assert find_resume_checkpoint(work) is None
+    pointer = tmp_path / 'last_checkpoint'
+    for epoch in (1, 2):
+        torch.save({'x': torch.arange(1000.)}, tmp_path / f'epoch_{epoch}.pth')
+    blob = (tmp_path / 'epoch_2.pth').read_bytes()
+    (tmp_path / 'epoch_3.pth').write_bytes(blob[:len(blob) // 2])
+    assert find_resume_checkpoint(work) == str(tmp_path / 'epoch_2.pth')
+    pointer.write_text(str(tmp_path / 'epoch_3.pth'))  # killed mid-write
+    assert find_resume_checkpoint(work) == str(tmp_path / 'epoch_2.pth')
+    pointer.write_text(str(tmp_path / 'epoch_1.pth'))
+    assert find_resume_checkpoint(work) == str(tmp_path / 'epoch_1.pth')
+    # a path relative to another working directory: the name in work_dir
+    pointer.write_text('elsewhere/epoch_1.pth')
+    assert find_resume_checkpoint(work) == str(tmp_path / 'epoch_1.pth')
+    for epoch in (1, 2):
+        (tmp_path / f'epoch_{epoch}.pth').unlink()
+    with pytest.raises(ValueError, match=r'--resume: no complete checkpoint '
+                       r'in .*epoch_3\.pth.*Fix: resume from a checkpoint you '
+                       'have with `--resume PATH`'):
+        find_resume_checkpoint(work)
