@@ -35,8 +35,9 @@ On CUDA (under 5 minutes on one GPU):
 * ``memory/<model>``: peak CUDA memory of an HDKD step over a plain step
   (γ frozen) of the same model and batch;
 * ``ddp/2 processes``: NCCL with two devices, else gloo on CUDA tensors of
-  one device; ``BilevelDistributedDataParallel``, 4 steps on different data
-  per rank: γ, E_k and θ bitwise identical on both ranks, γ moved.
+  one device; MMEngine's DDP wrapper routed by the train loop to the model's
+  step, 4 steps on different data per rank: γ, E_k and θ bitwise identical
+  on both ranks, γ moved.
 
 Without CUDA (or with ``--device cpu``) it says so and runs the same checks
 at small sizes on CPU (float32, and bf16 autocast with a CPU grad scaler in
@@ -484,7 +485,9 @@ def check_memory(device, name, model_cfg, train, heldout):
 def _ddp_worker(rank, world, tmp, device_type, backend, sizes):
     import torch.distributed as dist
 
-    from hdkd_mm.engine import BilevelDistributedDataParallel
+    from mmengine.model import MMDistributedDataParallel
+
+    from hdkd_mm.engine.loops import train_step
     torch.set_num_threads(1)
     dist.init_process_group(backend, init_method=f'file://{tmp}/pg',
                             rank=rank, world_size=world)
@@ -497,16 +500,18 @@ def _ddp_worker(rank, world, tmp, device_type, backend, sizes):
             device = torch.device('cpu')
         model = demo_model(device)
         gamma0 = model.loss_weights.gamma.detach().clone()
-        ddp = BilevelDistributedDataParallel(
-            model, device_ids=[device.index] if device.type == 'cuda' else
-            None, broadcast_buffers=False, find_unused_parameters=True)
+        # what tools/dist_train.sh builds; the loop's train_step routes it
+        # to the model's own bilevel step
+        ddp = MMDistributedDataParallel(
+            module=model, device_ids=[device.index] if device.type == 'cuda'
+            else None, broadcast_buffers=False, find_unused_parameters=True)
         ow = optim_wrappers(model)
         held = [batch(sizes['heldout'], 500 + 10 * i + rank)
                 for i in range(4)]
         step = iter(range(10**9))
         model.set_heldout_source(lambda: held[next(step) % 4])
         for i in range(4):
-            ddp.train_step(batch(sizes['train'], 100 * i + rank), ow)
+            train_step(ddp, batch(sizes['train'], 100 * i + rank), ow)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         state['gamma0'] = gamma0.cpu()
         torch.save(state, f'{tmp}/state{rank}.pth')

@@ -108,6 +108,13 @@ def _wrapper_names(optim, module) -> Optional[List[str]]:
     return ['model', 'gamma'] if module.learns_loss_weights else ['model']
 
 
+def _theta_wrapper(optim):
+    """θ's optim wrapper of a built wrapper (or wrapper dict)."""
+    if isinstance(optim, OptimWrapperDict):
+        return optim['model'] if 'model' in optim.keys() else None
+    return optim
+
+
 def _check_optim(optim, schedulers, module) -> None:
     names = _wrapper_names(optim, module)
     learned = module.learns_loss_weights
@@ -120,8 +127,10 @@ def _check_optim(optim, schedulers, module) -> None:
             "optim_wrapper = dict(constructor='BilevelOptimWrapperConstructor',"
             " optimizer=dict(...), gamma=dict(optimizer=dict(type='Adam', "
             "lr=1e-3))) and param_scheduler = dict(model=[...], gamma=[...]).")
-    if learned and isinstance(optim, dict):
-        counts = optim.get('accumulative_counts', 1)
+    if learned:
+        counts = (optim.get('accumulative_counts', 1) if isinstance(
+            optim, dict) else getattr(_theta_wrapper(optim),
+                                      '_accumulative_counts', 1))
         if counts != 1:
             raise ValueError(
                 f'optim_wrapper.accumulative_counts={counts!r}: learning γ '
