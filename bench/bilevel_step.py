@@ -14,8 +14,9 @@ of them alike), medians of:
 
   plain      ``MultiExitClassifier.train_step`` with γ frozen: forward,
              Σ γ_m ℓ_m, backward, SGD step (the cost every scheme pays);
-  hdkd       ``train_step`` of the bilevel iteration (``hypergrad='jvp'``,
-             forward-mode dual tensors): train forward/backward (g), θ', the
+  hdkd       ``train_step`` of the bilevel iteration (``train_cfg.bilevel``
+             ``hypergrad='jvp'``, forward-mode dual tensors): train
+             forward/backward (g), θ', the
              held-out pass at θ' (v), one JVP on the train batch, γ step,
              θ step;
   reference  Algorithm 1 literally: a γ loop on its own train batch (forward,
@@ -86,12 +87,13 @@ def build(args, device, hypergrad='jvp', backend='forward_ad', reuse=True):
     cfg = copy.deepcopy(Config.fromfile(MODEL_CFG).model)
     cfg.backbone.nBlocks = args.exits
     cfg.head.loss = dict(type='DenseKDLoss', scheme='hdkd')
-    cfg.loss_weights = dict(type='LearnedLossWeights', init='ds_like',
-                            hypergrad=hypergrad, jvp_backend=backend,
-                            jvp_reuse_forward=reuse,
-                            gamma_interval=getattr(args, 'gamma_interval', 1))
+    cfg.loss_weights = dict(type='LearnedLossWeights', init='ds_like')
     torch.manual_seed(0)
     model = MODELS.build(cfg).to(device)
+    # what train_cfg.bilevel gives the step through the loop
+    model.set_bilevel_step(dict(
+        hypergrad=hypergrad, jvp_backend=backend, jvp_reuse_forward=reuse,
+        gamma_interval=getattr(args, 'gamma_interval', 1)))
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()

@@ -1,7 +1,7 @@
 """How much per-rank BatchNorm statistics change the gradients under DDP.
 
 Not a speed benchmark: a measurement quoted in the README. The demo MSDNet
-(configs/demo/hdkd_fashion_mnist.py, BatchNorm in training mode), float64,
+(configs/demo/hdkd_msdnet-4e_1xb128_fashion-mnist.py, BatchNorm in training mode), float64,
 at initialisation, on real Fashion-MNIST images:
 
 * 2 gloo ranks × (64 train, 16 held-out) through DDP and the distributed
@@ -25,15 +25,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from mmengine.config import Config
-from mmengine.model import BaseDataPreprocessor
+from mmengine.model import BaseDataPreprocessor, MMDistributedDataParallel
 from mmpretrain.registry import MODELS
 
 import hdkd_mm  # noqa: F401
-from hdkd_mm.engine import BilevelDistributedDataParallel
 from hdkd_mm.engine.hypergrad import gamma_hypergradient
 from hdkd_mm.engine.optim import BilevelOptimWrapperConstructor
 
-CONFIG = 'configs/demo/hdkd_fashion_mnist.py'
+CONFIG = 'configs/demo/hdkd_msdnet-4e_1xb128_fashion-mnist.py'
 TRAIN, HELDOUT = 64, 16  # per rank
 
 
@@ -91,9 +90,9 @@ def worker(rank, tmp, root):
     # MSDNet leaves some parameters unused (hence find_unused_parameters in
     # its configs): without it the buckets holding them are never averaged
     # (a single step goes wrong silently; the next one raises).
-    ddp = BilevelDistributedDataParallel(model, device_ids=None,
-                                         broadcast_buffers=False,
-                                         find_unused_parameters=True)
+    ddp = MMDistributedDataParallel(model, device_ids=None,
+                                    broadcast_buffers=False,
+                                    find_unused_parameters=True)
     grads = gradients(model, ddp, split(train, rank, TRAIN),
                       split(heldout, rank, HELDOUT), True)
     torch.save(grads, f'{tmp}/rank{rank}.pth')

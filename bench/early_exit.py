@@ -4,7 +4,7 @@
         [--checkpoint CKPT] [--num-samples 1024] [--batch1-samples 256] \\
         [--repeats 5] [--target-ratio 0.5] [--batch-size 64 [256 ...]]
 
-The demo MSDNet (configs/demo/msdnet_fashion_mnist.py; randomly initialised
+The demo MSDNet (configs/demo/msdnet_msdnet-4e_1xb128_fashion-mnist.py; randomly initialised
 unless ``--checkpoint`` is given). Images: Fashion-MNIST through the config's
 test pipeline when the files are installed (held-out split for fitting,
 test split for timing), random tensors otherwise. Thresholds are fitted on
@@ -49,7 +49,8 @@ import torch
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO = osp.join(REPO, 'configs', 'demo', 'msdnet_fashion_mnist.py')
+DEMO = osp.join(REPO, 'configs', 'demo',
+                'msdnet_msdnet-4e_1xb128_fashion-mnist.py')
 
 
 def parse_args():

@@ -5,7 +5,7 @@ per check, exit status 0 when every check that ran passed.
         [--json OUT.json]
 
 Every check runs the code a training run runs: ``MultiExitClassifier.
-train_step`` of the demo model (``configs/demo/hdkd_fashion_mnist.py``: 4-exit
+train_step`` of the demo model (``configs/demo/hdkd_msdnet-4e_1xb128_fashion-mnist.py``: 4-exit
 MSDNet, HDKD's 10 objectives) with the optimizer wrappers a config builds
 (``BilevelOptimWrapperConstructor``; MMEngine's ``AmpOptimWrapper`` for θ
 under AMP), on synthetic learnable 32×32 images (nothing is downloaded).
@@ -74,7 +74,8 @@ import hdkd_mm  # noqa: E402,F401
 import hdkd_mm.engine.hypergrad as hypergrad  # noqa: E402
 from hdkd_mm.engine.optim import BilevelOptimWrapperConstructor  # noqa: E402
 
-DEMO = osp.join(ROOT, 'configs', 'demo', 'hdkd_fashion_mnist.py')
+DEMO = osp.join(ROOT, 'configs', 'demo',
+                    'hdkd_msdnet-4e_1xb128_fashion-mnist.py')
 CIFAR_MSDNET = osp.join(ROOT, 'configs', '_base_', 'models',
                         'msdnet_cifar.py')
 THETA_OPTIM = dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4,

@@ -33,14 +33,14 @@ from tiny_data import fashion_mnist_overrides, write_fashion_mnist
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MODELS_NEW = ('resnet18', 'timm-resnet18', 'timm-mobilenetv3', 'vit-tiny')
-CIFAR_CONFIGS = [f'configs/{scheme}/{name}_cifar100.py'
+CIFAR_CONFIGS = [f'configs/{scheme}/{scheme}_{name}_1xb128_cifar100.py'
                  for scheme in ('msdnet', 'dbt', 'hdkd')
                  for name in MODELS_NEW]
 DEMO_CONFIGS = [
-    'configs/demo/resnet18_fashion_mnist.py',
-    'configs/demo/hdkd_resnet18_fashion_mnist.py',
-    'configs/demo/timm-mobilenetv3_fashion_mnist.py',
-    'configs/demo/hdkd_timm-mobilenetv3_fashion_mnist.py',
+    'configs/demo/msdnet_resnet18-w16_1xb128_fashion-mnist.py',
+    'configs/demo/hdkd_resnet18-w16_1xb128_fashion-mnist.py',
+    'configs/demo/msdnet_timm-mobilenetv3-small_1xb128_fashion-mnist.py',
+    'configs/demo/hdkd_timm-mobilenetv3-small_1xb128_fashion-mnist.py',
 ]
 
 
@@ -66,8 +66,8 @@ def test_every_new_model_has_its_scheme_configs():
     for path in CIFAR_CONFIGS + DEMO_CONFIGS:
         assert osp.isfile(osp.join(ROOT, path)), path
     # the new baselines are found by the same glob as the MSDNet ones
-    assert len(glob.glob(osp.join(ROOT, 'configs/*/vit-tiny_cifar100.py'))) \
-        == 3
+    assert len(glob.glob(osp.join(
+        ROOT, 'configs/*/*_vit-tiny_1xb128_cifar100.py'))) == 3
 
 
 @pytest.mark.parametrize('path', CIFAR_CONFIGS)
@@ -283,14 +283,15 @@ def test_bilevel_train_step_runs_without_double_backward(backbone):
 
 # ------------------------------------------------------------------- FLOPs
 def test_get_flops_resnet18_at_224_matches_mmengine():
-    """configs/hdkd/resnet18_cifar100.py through tools/analysis/get_flops.py
+    """configs/hdkd/hdkd_resnet18_1xb128_cifar100.py through
+    tools/analysis/get_flops.py
     at 224×224 with the backbone switched to MMPretrain's ImageNet ResNet
     (7×7 stem + max-pool): the backbone part agrees within 2 % with MMEngine's
     own counter on the plain ResNet-18 (≈ 1.82 G). The conventions differ
     slightly (ours: ReLU and max-pool ops, BatchNorm free; MMEngine's:
     BatchNorm counted, no ReLU/pool): 0.45 % apart measured."""
     options = {'model.backbone.type': 'ResNet'}
-    config = osp.join(ROOT, 'configs/hdkd/resnet18_cifar100.py')
+    config = osp.join(ROOT, 'configs/hdkd/hdkd_resnet18_1xb128_cifar100.py')
     rows = load_get_flops_tool().get_flops(config, [224],
                                            cfg_options=options)['exits']
     assert [r['exit'] for r in rows] == [1, 2, 3, 4]
@@ -341,7 +342,7 @@ def test_get_flops_on_the_new_configs(name):
     """Every new model's per-exit cost on its CIFAR input (32×32), each
     layer type with a rule (an unknown one would raise): 4 exits, strictly
     increasing, every parameter counted by the last exit."""
-    config = osp.join(ROOT, f'configs/msdnet/{name}_cifar100.py')
+    config = osp.join(ROOT, f'configs/msdnet/msdnet_{name}_1xb128_cifar100.py')
     result = load_get_flops_tool().get_flops(config)
     assert result['input_shape'] == [3, 32, 32]
     mflops = [r['mflops'] for r in result['exits']]
@@ -431,17 +432,19 @@ def test_generic_head_layer_norm_option():
 
 def test_readme_bring_your_own_backbone_example(tmp_path):
     """The config example of README.md's "Bring your own backbone" section,
-    saved next to configs/hdkd/msdnet_cifar100.py as it says, builds a
-    4-exit HDKD model on timm's ResNet-18 with the inferred widths."""
+    saved next to configs/hdkd/hdkd_msdnet-8e_1xb128_cifar100.py as it says,
+    builds a 4-exit HDKD model on timm's ResNet-18 with the inferred widths."""
     with open(osp.join(ROOT, 'README.md'), encoding='utf-8') as f:
         text = f.read()
     section = text.split('## Bring your own backbone', 1)[1]
     example = section.split('```python\n', 1)[1].split('```', 1)[0]
     assert len(example.splitlines()) <= 10
-    base = osp.join(ROOT, 'configs', 'hdkd', 'msdnet_cifar100.py')
-    assert "_base_ = ['./msdnet_cifar100.py']" in example
+    base = osp.join(ROOT, 'configs', 'hdkd',
+                    'hdkd_msdnet-8e_1xb128_cifar100.py')
+    assert "_base_ = ['./hdkd_msdnet-8e_1xb128_cifar100.py']" in example
     path = tmp_path / 'my_timm_resnet18.py'
-    path.write_text(example.replace('./msdnet_cifar100.py', base),
+    path.write_text(example.replace('./hdkd_msdnet-8e_1xb128_cifar100.py',
+                                    base),
                     encoding='utf-8')
     cfg = Config.fromfile(str(path))
     model = MODELS.build(cfg.model)

@@ -72,7 +72,7 @@ def loader(num, seed, batch_size):
 
 
 def config(work_dir, scheme='hdkd', max_epochs=3, loss_weights=None,
-           heldout=True, **extra):
+           heldout=True, bilevel=None, **extra):
     head = dict(type='GenericExitHead', num_classes=NUM_CLASSES,
                 loss=dict(type='DenseKDLoss', scheme=scheme))
     model = dict(type='MultiExitClassifier',
@@ -87,7 +87,7 @@ def config(work_dir, scheme='hdkd', max_epochs=3, loss_weights=None,
         work_dir=str(work_dir),
         train_dataloader=loader(24, 0, 8),
         train_cfg=dict(type='BilevelEpochBasedTrainLoop',
-                       max_epochs=max_epochs),
+                       max_epochs=max_epochs, bilevel=bilevel),
         optim_wrapper=dict(
             constructor='BilevelOptimWrapperConstructor',
             optimizer=dict(type='SGD', lr=0.1, momentum=0.9,
@@ -142,20 +142,27 @@ def test_config_only_hdkd_training_logs_and_checkpoints(tmp_path):
 
 
 def test_resume_is_bit_identical(tmp_path):
-    full = Runner.from_cfg(config(tmp_path / 'full', max_epochs=4))
+    """With a γ step every 2nd of the 3 iterations per epoch
+    (train_cfg.bilevel.gamma_interval=2), so the resumed run must also
+    continue γ's step count (num_steps) to keep the phase."""
+    bilevel = dict(gamma_interval=2)
+    full = Runner.from_cfg(config(tmp_path / 'full', max_epochs=4,
+                                  bilevel=bilevel))
     full.train()
+    assert full.model.bilevel_step.gamma_interval == 2
     part = Runner.from_cfg(config(
-        tmp_path / 'part', max_epochs=4,
+        tmp_path / 'part', max_epochs=4, bilevel=bilevel,
         custom_hooks=[dict(type='StopAfterEpochHook', epoch=2)]))
     part.train()
     assert part.epoch == 2
     resumed = Runner.from_cfg(config(
-        tmp_path / 'resumed', max_epochs=4, resume=True,
+        tmp_path / 'resumed', max_epochs=4, resume=True, bilevel=bilevel,
         load_from=str(tmp_path / 'part' / 'epoch_2.pth'),
         custom_hooks=[dict(type='CountItersHook')]))
     resumed.train()
     counter = [h for h in resumed.hooks if isinstance(h, CountItersHook)][0]
     assert counter.count == 2 * 3  # epochs 3 and 4 only
+    assert int(resumed.model.loss_weights.num_steps) == 12
     a, b = model_state(full), model_state(resumed)
     assert a.keys() == b.keys()
     for k in a:
@@ -193,6 +200,26 @@ def test_frozen_gamma_trains_without_heldout(tmp_path):
         [1.0, 1.0, 1.0, 0.2, 0.3, 0.4])
 
 
+def test_loop_hands_its_bilevel_knobs_to_the_step(tmp_path):
+    """train_cfg.bilevel reaches the model's step: finite differences and
+    a γ step every 3rd iteration take 2 held-out batches in 6 iterations;
+    a bad value stops the runner when the loop is built."""
+    runner = Runner.from_cfg(config(
+        tmp_path / 'a', max_epochs=2,
+        bilevel=dict(hypergrad='finite_diff', gamma_interval=3)))
+    calls = []
+    runner.model.set_heldout_source = lambda src: setattr(
+        runner.model, '_heldout_source',
+        lambda: calls.append(1) or src())
+    runner.train()
+    assert runner.model.bilevel_step.hypergrad == 'finite_diff'
+    assert len(calls) == 2 and int(runner.model.loss_weights.num_steps) == 6
+    bad = Runner.from_cfg(config(tmp_path / 'b',
+                                 bilevel=dict(virtual_step='adam')))
+    with pytest.raises(ValueError, match='train_cfg.bilevel.virtual_step'):
+        bad.train()
+
+
 def test_learned_scheme_without_heldout_is_an_error_at_start(tmp_path):
     runner = Runner.from_cfg(config(tmp_path, heldout=False))
     with pytest.raises(ValueError, match='heldout_dataloader'):
@@ -204,8 +231,10 @@ def _ddp_worker(rank, world, tmp, mode):
     import torch.distributed as dist
     from mmengine.model import BaseDataPreprocessor
 
-    from hdkd_mm.engine import BilevelDistributedDataParallel
+    from mmengine.model import MMDistributedDataParallel
+
     from hdkd_mm.engine.hypergrad import gamma_hypergradient
+    from hdkd_mm.engine.loops import train_step
     from hdkd_mm.engine.optim import BilevelOptimWrapperConstructor
     from test_hypergrad import as_data, batch, tiny_model
     torch.set_num_threads(1)
@@ -218,8 +247,8 @@ def _ddp_worker(rank, world, tmp, mode):
         hx, hy = batch(6, 2)
         lo, hi = rank * 4, rank * 4 + 4
         hlo, hhi = rank * 3, rank * 3 + 3
-        ddp = BilevelDistributedDataParallel(model, device_ids=None,
-                                             broadcast_buffers=False)
+        ddp = MMDistributedDataParallel(model, device_ids=None,
+                                        broadcast_buffers=False)
         ow = BilevelOptimWrapperConstructor(dict(
             optimizer=dict(type='SGD', lr=0.3, momentum=0.9),
             gamma=dict(optimizer=dict(type='Adam', lr=0.05))))(ddp)
@@ -237,8 +266,8 @@ def _ddp_worker(rank, world, tmp, mode):
         else:
             model.set_heldout_source(lambda: as_data(hx[hlo:hhi],
                                                      hy[hlo:hhi]))
-            for i in range(3):
-                ddp.train_step(as_data(x[lo:hi], y[lo:hi]), ow)
+            for i in range(3):  # the loop's route to the bilevel step
+                train_step(ddp, as_data(x[lo:hi], y[lo:hi]), ow)
             torch.save(model.state_dict(), f'{tmp}/state{rank}.pth')
     finally:
         dist.destroy_process_group()
@@ -308,8 +337,9 @@ def test_ddp_batchnorm_statistics_make_ranks_differ(tmp_path):
 
 
 def test_ddp_two_ranks_gamma_identical(tmp_path):
-    """BatchNorm model through BilevelDistributedDataParallel.train_step:
-    γ, E_k and θ stay identical on both ranks."""
+    """BatchNorm model in MMEngine's MMDistributedDataParallel, stepped the
+    way BilevelEpochBasedTrainLoop steps it (the module's bilevel step with
+    the wrapper): γ, E_k and θ stay identical on both ranks."""
     _spawn(tmp_path, 'train')
     s0 = torch.load(tmp_path / 'state0.pth')
     s1 = torch.load(tmp_path / 'state1.pth')

@@ -281,6 +281,24 @@ def test_learned_gamma_with_the_plain_loop(data, tmp_path):
         check_training_setup(runner)
 
 
+@pytest.mark.parametrize('optimizer', ['Adam', 'AdamW'])
+def test_optimizer_virtual_step_needs_sgd(data, tmp_path, optimizer):
+    runner = runner_for(data['hdkd'], tmp_path, {
+        'train_cfg.bilevel.virtual_step': 'optimizer',
+        'optim_wrapper.optimizer': dict(_delete_=True, type=optimizer,
+                                        lr=1e-3)})
+    with pytest.raises(ValueError, match=r"train_cfg\.bilevel\.virtual_step="
+                       rf"'optimizer' with optim_wrapper\.optimizer\.type="
+                       rf"'{optimizer}': the look-ahead θ' is the next "
+                       r"iterate of torch\.optim\.SGD.*fix: train_cfg\."
+                       r"bilevel\.virtual_step='sgd'"):
+        runner.train_loop
+    # SGD (the configs' θ optimizer) is what 'optimizer' reproduces
+    runner = runner_for(data['hdkd'], tmp_path / 'sgd', {
+        'train_cfg.bilevel.virtual_step': 'optimizer'})
+    assert runner.train_loop.step_cfg.virtual_step == 'optimizer'
+
+
 def test_gradient_accumulation_with_learned_gamma(data, tmp_path):
     runner = runner_for(data['hdkd'], tmp_path,
                         {'optim_wrapper.accumulative_counts': 2})

@@ -255,11 +255,14 @@ def test_get_flops_tool_writes_json_and_table(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize('config, options, reference', [
-    ('configs/msdnet/msdnet_cifar100.py', {}, CIFAR_REFERENCE[8]),
-    ('configs/msdnet/msdnet_cifar100.py', {'model.backbone.nBlocks': 5},
+    ('configs/msdnet/msdnet_msdnet-8e_1xb128_cifar100.py', {},
+     CIFAR_REFERENCE[8]),
+    ('configs/msdnet/msdnet_msdnet-8e_1xb128_cifar100.py',
+     {'model.backbone.nBlocks': 5},
      CIFAR_REFERENCE[5]),
-    ('configs/msdnet/msdnet_imagenet.py', {}, IMAGENET_REFERENCE[4]),
-    ('configs/msdnet/msdnet_imagenet.py',
+    ('configs/msdnet/msdnet_msdnet-5e_8xb128_in1k.py', {},
+     IMAGENET_REFERENCE[4]),
+    ('configs/msdnet/msdnet_msdnet-5e_8xb128_in1k.py',
      {'model.backbone.step': 7, 'model.backbone.base': 7},
      IMAGENET_REFERENCE[7]),
 ])

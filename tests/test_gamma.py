@@ -96,13 +96,43 @@ def test_alpha_outside_unit_interval(alpha):
 
 
 @pytest.mark.parametrize('kw', [dict(init='xavier'), dict(projection='l2'),
-                                dict(hypergrad='hessian'),
-                                dict(virtual_step='adam'),
-                                dict(gamma_interval=0),
                                 dict(ema_momentum=1.0)])
 def test_bad_options(kw):
     with pytest.raises(ValueError):
         weights(3, **kw)
+
+
+@pytest.mark.parametrize('kw, message', [
+    (dict(hypergrad='hessian'), r"train_cfg.bilevel.hypergrad 'hessian'"),
+    (dict(virtual_step='adam'), r"train_cfg.bilevel.virtual_step 'adam'"),
+    (dict(jvp_backend='jax'), r"train_cfg.bilevel.jvp_backend 'jax'"),
+    (dict(gamma_interval=0), r'gamma_interval must be an integer >= 1, got 0'),
+    (dict(gamma_interval=1.5), r'gamma_interval must be an integer'),
+    (dict(fd_eps=0.0), r'fd_eps must be a finite number > 0, got 0.0'),
+    (dict(fd_eps=float('inf')), r'fd_eps must be a finite number > 0, got '
+     'inf'),
+    (dict(hypergrads='jvp'), r"train_cfg.bilevel has no key 'hypergrads'"),
+])
+def test_bad_bilevel_step_options(kw, message):
+    from hdkd_mm.engine import BilevelStepConfig
+    with pytest.raises(ValueError, match=message):
+        BilevelStepConfig.from_cfg(kw)
+
+
+@pytest.mark.parametrize('key, value', [
+    ('hypergrad', 'finite_diff'), ('virtual_step', 'sgd'),
+    ('gamma_interval', 2), ('fd_eps', 0.01), ('jvp_backend', 'functorch'),
+    ('jvp_reuse_forward', False)])
+def test_step_knob_in_loss_weights_names_its_new_place(key, value):
+    """A config written before the iteration knobs moved to the loop's
+    config is refused with the new place named."""
+    from test_hypergrad import tiny_model
+    with pytest.raises(ValueError) as err:
+        tiny_model('hdkd', loss_weights=dict(init='ds_like', **{key: value}))
+    msg = str(err.value)
+    assert f'model.loss_weights.{key}={value!r}' in msg
+    assert f'bilevel=dict({key}={value!r})' in msg
+    assert "train_cfg=dict(type='BilevelEpochBasedTrainLoop'" in msg
 
 
 def test_needs_objectives():
@@ -215,10 +245,10 @@ def test_state_dict_holds_gamma_ema_and_counters():
 
 
 def test_gamma_interval_and_log_vars():
-    lw = weights(3, gamma_interval=3)
+    lw = weights(3)
     steps = []
     for _ in range(6):
-        steps.append(lw.is_gamma_step())
+        steps.append(lw.is_gamma_step(3))
         lw.num_steps.add_(1)
     assert steps == [True, False, False, True, False, False]
     log = lw.log_vars()

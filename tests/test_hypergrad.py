@@ -384,7 +384,7 @@ def test_nonfinite_hypergradient_skips_gamma_step():
 
 def test_gamma_interval_plain_steps_between():
     model, ow, x, y, hx, hy = _train_step_model()
-    model.loss_weights.gamma_interval = 2
+    model.set_bilevel_step(dict(gamma_interval=2))
     calls = []
 
     def source():
@@ -471,7 +471,7 @@ def test_jvp_reusing_train_forward_conv_outputs_is_bitwise(norm):
 def test_train_step_with_and_without_forward_reuse_agree():
     model, ow, x, y, hx, hy = _train_step_model()
     twin = copy.deepcopy(model)
-    twin.loss_weights.jvp_reuse_forward = False
+    twin.set_bilevel_step(dict(jvp_reuse_forward=False))
     twin_ow = BilevelOptimWrapperConstructor(
         dict(optimizer=dict(type='SGD', lr=0.3, momentum=0.9),
              gamma=dict(optimizer=dict(type='SGD', lr=0.5))))(twin)

@@ -43,6 +43,9 @@ def tiny_configs(tmp_path_factory):
     return [plain, dbt]
 
 
+# the demo configs of the suite files below
+MS = 'configs/demo/msdnet_msdnet-4e_1xb128_fashion-mnist.py'
+HD = 'configs/demo/hdkd_msdnet-4e_1xb128_fashion-mnist.py'
 _CELL = re.compile(r'^\d+\.\d\d( ± \d+\.\d\d)?$')
 
 
@@ -137,26 +140,27 @@ def test_mini_suite_end_to_end_and_skip(tiny_configs, tmp_path):
 
 
 @pytest.mark.parametrize('body,message', [
-    ('name: s\nseeds: [0]\nconfigs: [configs/demo/msdnet_fashion_mnist.py]\n'
+    (f'name: s\nseeds: [0]\nconfigs: [{MS}]\n'
      'parallell: 2\n', "unknown key(s) ['parallell']"),
     ('name: s\nseeds: [0]\nconfigs: [configs/demo/nope.py]\n',
      "config file 'configs/demo/nope.py' does not exist"),
-    ('name: s\nconfigs: [configs/demo/msdnet_fashion_mnist.py]\n',
+    (f'name: s\nconfigs: [{MS}]\n',
      '`seeds` is required'),
     ('name: s\nseeds: [0]\ngrid:\n  - configs: '
-     '[configs/demo/hdkd_fashion_mnist.py]\n    overrides: [rand]\n',
+     f'[{HD}]\n    overrides: [rand]\n',
      "unknown override set 'rand'"),
-    ('name: s\nseeds: [0]\nconfigs: [configs/demo/msdnet_fashion_mnist.py]\n'
+    (f'name: s\nseeds: [0]\nconfigs: [{MS}]\n'
      'overrides:\n  x: {model.backbone: {nBlocks: 5}}\n',
      'use one dotted key per leaf'),
-    ('name: s\nseeds: [0]\nconfigs: [configs/demo/hdkd_fashion_mnist.py]\n'
+    (f'name: s\nseeds: [0]\nconfigs: [{HD}]\n'
      'overrides:\n  fixed: {needs: hdkd, options: {}}\n',
      'needs must be a run id CONFIG_STEM/OVERRIDE/seedK'),
-    ('name: s\nseeds: [0]\nconfigs: [configs/demo/hdkd_fashion_mnist.py]\n'
+    (f'name: s\nseeds: [0]\nconfigs: [{HD}]\n'
      'overrides:\n  x: {model.loss_weights.path: "{needs}"}\n',
      'uses {needs} but the override set has no `needs`'),
-    ('name: s\nseeds: [0]\nconfigs: [configs/demo/hdkd_fashion_mnist.py, '
-     'configs/hdkd/msdnet_cifar100.py, configs/dbt/msdnet_cifar100.py]\n',
+    ('name: s\nseeds: [0]\nconfigs: [{path: configs/hdkd/hdkd_msdnet-8e_1xb128_'
+     'cifar100.py, name: x}, {path: configs/dbt/dbt_msdnet-8e_1xb128_cifar100.py,'
+     ' name: x}]\n',
      'two configs share the name'),
 ])
 def test_bad_suite_file(tmp_path, monkeypatch, body, message):
@@ -171,7 +175,7 @@ def test_bad_suite_file_cli(tmp_path):
     """The tool exits non-zero with the message, before running anything."""
     path = tmp_path / 'bad.yaml'
     path.write_text('name: s\nseeds: [0]\nconfigs: [configs/demo/nope.py, '
-                    'configs/demo/msdnet_fashion_mnist.py]\nwork_root: '
+                    f'{MS}]\nwork_root: '
                     f'{tmp_path / "runs"}\n')
     code, out = run_tool('tools/experiments/run_suite.py', path,
                          check=False)
@@ -204,7 +208,7 @@ def test_shipped_suites_load(monkeypatch):
 def test_epoch_and_option_formatting():
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo',
-                                   'hdkd_fashion_mnist.py'))
+                                   'hdkd_msdnet-4e_1xb128_fashion-mnist.py'))
     opts = epoch_options(cfg, 7)
     assert opts['train_cfg.max_epochs'] == 7
     assert opts['param_scheduler.model.1.end'] == 7

@@ -32,16 +32,25 @@ def _configs(pattern):
     return sorted(glob.glob(osp.join(ROOT, 'configs', pattern)))
 
 
+def token(scheme):
+    """A scheme's token in config names ('naive_dkd' → 'naive-dkd': '_'
+    separates the name's fields)."""
+    return scheme.replace('_', '-')
+
+
 def test_every_scheme_has_its_configs():
     for scheme in SCHEMES:
-        for name in ('msdnet_cifar100.py', 'msdnet_imagenet.py'):
+        t = token(scheme)
+        for name in (f'{t}_msdnet-8e_1xb128_cifar100.py',
+                     f'{t}_msdnet-5e_8xb128_in1k.py'):
             assert osp.isfile(osp.join(ROOT, 'configs', scheme, name))
-        assert osp.isfile(
-            osp.join(ROOT, 'configs', 'demo', f'{scheme}_fashion_mnist.py'))
+        assert osp.isfile(osp.join(ROOT, 'configs', 'demo',
+                                   f'{t}_msdnet-4e_1xb128_fashion-mnist.py'))
 
 
 @pytest.mark.parametrize(
-    'path', _configs('*/msdnet_cifar100.py') + _configs('demo/*.py'),
+    'path',
+    _configs('*/*_msdnet-8e_1xb128_cifar100.py') + _configs('demo/*.py'),
     ids=lambda p: osp.relpath(p, ROOT))
 def test_scheme_configs_build_their_objective_sets(path):
     cfg = Config.fromfile(path)
@@ -58,7 +67,7 @@ def test_scheme_configs_build_their_objective_sets(path):
         assert 'by_epoch' not in cfg.train_cfg  # MMEngine refuses both
         assert cfg.optim_wrapper.constructor == 'BilevelOptimWrapperConstructor'
         assert set(cfg.param_scheduler) == {'model', 'gamma'}
-    if path.endswith('hdkd/msdnet_cifar100.py'):
+    if path.endswith('hdkd/hdkd_msdnet-8e_1xb128_cifar100.py'):
         assert len(names) == 36  # 8 CE + 28 KD
 
 
@@ -71,9 +80,11 @@ def test_impr_weights_and_gradient_equilibrium():
     dbt = DenseKDLoss(num_exits=4, scheme='dbt', kd_weight=0.1)
     assert dbt.default_weights[:4].tolist() == [1.0] * 4
 
-    cfg = Config.fromfile(osp.join(ROOT, 'configs/demo/impr_fashion_mnist.py'))
+    cfg = Config.fromfile(osp.join(
+        ROOT, 'configs/demo/impr_msdnet-4e_1xb128_fashion-mnist.py'))
     assert MODELS.build(cfg.model).backbone.gradient_equilibrium
-    cfg = Config.fromfile(osp.join(ROOT, 'configs/demo/dbt_fashion_mnist.py'))
+    cfg = Config.fromfile(osp.join(
+        ROOT, 'configs/demo/dbt_msdnet-4e_1xb128_fashion-mnist.py'))
     assert not MODELS.build(cfg.model).backbone.gradient_equilibrium
 
 
@@ -93,15 +104,17 @@ def test_table3_ablation_configs(tmp_path):
     α, or γ frozen from a converged run)."""
     import json
     expected = {
-        'msdnet_imagenet300': ('ds_like', 0.5),
-        'msdnet_imagenet300_init-dbt_like': ('dbt_like', 0.5),
-        'msdnet_imagenet300_init-rand': ('rand', 0.5),
-        'msdnet_imagenet300_alpha-0': ('ds_like', 0),
-        'msdnet_imagenet300_alpha-0.1': ('ds_like', 0.1),
-        'msdnet_imagenet300_alpha-0.9': ('ds_like', 0.9),
-        'msdnet_imagenet300_alpha-1': ('ds_like', 1),
-        'msdnet_imagenet300_fixed': ('fixed', 0.5),
+        'hdkd': ('ds_like', 0.5),
+        'hdkd-initdbt': ('dbt_like', 0.5),
+        'hdkd-initrand': ('rand', 0.5),
+        'hdkd-alpha0': ('ds_like', 0),
+        'hdkd-alpha0.1': ('ds_like', 0.1),
+        'hdkd-alpha0.9': ('ds_like', 0.9),
+        'hdkd-alpha1': ('ds_like', 1),
+        'hdkd-fixed': ('fixed', 0.5),
     }
+    expected = {f'{k}_msdnet-5e_8xb128_in1k-300': v
+                for k, v in expected.items()}
     paths = _configs('hdkd/ablations/*.py')
     assert sorted(osp.splitext(osp.basename(p))[0] for p in paths) == \
         sorted(expected)
@@ -114,7 +127,7 @@ def test_table3_ablation_configs(tmp_path):
         assert cfg.model.head.loss.scheme == 'hdkd'
     # Fixed: γ read from the given file and frozen (5 exits: 5 CE + 10 KD)
     cfg = Config.fromfile(osp.join(ROOT, 'configs/hdkd/ablations/'
-                                   'msdnet_imagenet300_fixed.py'))
+                                   'hdkd-fixed_msdnet-5e_8xb128_in1k-300.py'))
     gamma = [0.1 * (i + 1) for i in range(15)]
     (tmp_path / 'gamma.json').write_text(json.dumps(gamma))
     cfg.model.loss_weights.path = str(tmp_path / 'gamma.json')

@@ -94,6 +94,7 @@ def test_selection_on_tiny_cifar10_jpegs_reads_no_test_image(tmp_path):
                             f'  {k}: {v}' for k, v in opts.items()] + [
         'heldout_split: {val_dataloader.dataset.split: heldout}',
         'candidates:', '  two: {model.backbone.nBlocks: 2}',
+        '  three: {model.backbone.nBlocks: 3}',
         'rule: {type: min_room, min_room: -100.0}']
     sel = tmp_path / 'sel.yaml'
     sel.write_text('\n'.join(lines) + '\n')
@@ -102,6 +103,10 @@ def test_selection_on_tiny_cifar10_jpegs_reads_no_test_image(tmp_path):
     assert 'choice: **two**' in out
     result = json.load(open(tmp_path / 'sel' / 'selection.json'))
     assert [len(r['heldout_top1']) for r in result['candidates']] == [2]
+    # cheapest first: once `two` meets the rule, `three` is not trained
+    assert result['not_needed'] == ['three']
+    assert not osp.exists(tmp_path / 'sel' / 'three')
+    assert '| three |' in out and 'not needed by the rule' in out
     # scored on the 20 held-out images: top-1 is a multiple of 5 %
     for r in result['candidates']:
         assert all(abs(v / 5 - round(v / 5)) < 1e-6 for v in r['heldout_top1'])

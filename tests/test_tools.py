@@ -101,7 +101,8 @@ def test_anytime_eval_rejects_checkpoint_with_other_exit_count(
 
 
 def test_dist_train_hdkd_demo_two_ranks_identical_gamma(tmp_path):
-    """``tools/dist_train.sh configs/demo/hdkd_fashion_mnist.py 2`` (on tiny
+    """``tools/dist_train.sh configs/demo/hdkd_msdnet-4e_1xb128_fashion-mnist.py
+    2`` (on tiny
     files): the full Runner with the bilevel loop under gloo DDP. The loop
     routes MMEngine's plain wrapper to the model's own bilevel step; γ, the
     loss EMAs and θ end identical on both ranks (BatchNorm running stats

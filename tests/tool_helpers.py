@@ -11,7 +11,7 @@ from tiny_data import write_fashion_mnist
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_DIR = osp.join(REPO, 'configs', 'demo')
-DEMO = osp.join(DEMO_DIR, 'msdnet_fashion_mnist.py')
+DEMO = osp.join(DEMO_DIR, 'msdnet_msdnet-4e_1xb128_fashion-mnist.py')
 
 
 def load_tool(path: str):
@@ -51,13 +51,15 @@ def write_tiny_demo_config(root, name='tiny_demo.py', per_class=(8, 2),
                            num_exits=2, heldout_size=20, max_epochs=2,
                            extra='', scheme='msdnet'):
     """Write tiny learnable Fashion-MNIST files under ``root`` and a config
-    derived from ``configs/demo/<scheme>_fashion_mnist.py`` that uses them:
+    derived from ``configs/demo/<scheme>_msdnet-4e_1xb128_fashion-mnist.py``
+    that uses them:
     ``num_exits``-exit small MSDNet, ``heldout_size`` held-out images, no
     augmentation, batch 8, a MultiStepLR schedule (split into θ's and a
     constant γ one for the harmonized schemes). ``extra`` is appended to the
     config text. Returns the config path."""
     root = str(root)
-    demo = osp.join(DEMO_DIR, f'{scheme}_fashion_mnist.py')
+    demo = osp.join(DEMO_DIR, f"{scheme.replace('_', '-')}_msdnet-4e_1xb128_"
+                    'fashion-mnist.py')
     schedule = "[dict(type='MultiStepLR', by_epoch=True, milestones=[1], gamma=0.5)]"
     if scheme in ('hmsdnet', 'hdbt', 'hdkd'):
         schedule = (f"dict(_delete_=True, model={schedule}, "

@@ -13,10 +13,11 @@ fix. (The model's own settings are checked when it is built: see
 import logging
 from typing import List, Optional, Tuple
 
+import torch
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper, OptimWrapperDict
-from mmpretrain.registry import LOOPS, OPTIM_WRAPPER_CONSTRUCTORS
+from mmpretrain.registry import LOOPS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS
 
 
 def _module(model):
@@ -59,8 +60,10 @@ def check_training_setup(runner) -> None:
     if not hasattr(module, 'learns_loss_weights'):
         return
     learned = module.learns_loss_weights
+    loop = getattr(runner, '_train_loop', None)
     if learned:
-        _check_bilevel_loop(getattr(runner, '_train_loop', None), module)
+        _check_bilevel_loop(loop, module)
+        _check_virtual_step(loop, runner.optim_wrapper)
     _check_optim(runner.optim_wrapper, runner.param_schedulers, module)
 
 
@@ -76,6 +79,32 @@ def _check_bilevel_loop(loop, module) -> None:
         "gives; fix: train_cfg = dict(type='BilevelEpochBasedTrainLoop', "
         "max_epochs=...) (and a top-level heldout_dataloader), or freeze γ "
         "with model.loss_weights=dict(init='fixed', path=...).")
+
+
+def _check_virtual_step(loop, optim) -> None:
+    """``virtual_step='optimizer'`` reproduces SGD's next iterate only."""
+    from .step_cfg import BilevelStepConfig
+    step = (BilevelStepConfig.from_cfg(loop.get('bilevel')) if isinstance(
+        loop, dict) else getattr(loop, 'step_cfg', None))
+    if step is None or step.virtual_step != 'optimizer':
+        return
+    if isinstance(optim, dict):
+        name = (optim.get('optimizer') or {}).get('type')
+        cls = _registered(OPTIMIZERS, name)
+    else:
+        wrapper = _theta_wrapper(optim)
+        cls = type(getattr(wrapper, 'optimizer', None))
+        name = cls.__name__
+    if cls is None or issubclass(cls, torch.optim.SGD):
+        return
+    raise ValueError(
+        "train_cfg.bilevel.virtual_step='optimizer' with optim_wrapper."
+        f'optimizer.type={getattr(name, "__name__", name)!r}: the '
+        "look-ahead θ' is the next iterate of torch.optim.SGD (momentum, "
+        'weight decay, Nesterov), an affine function of the gradient, which '
+        "other optimizers' steps are not; fix: train_cfg.bilevel."
+        "virtual_step='sgd' (θ' = θ - ξg, any optimizer) or an SGD θ "
+        'optimizer.')
 
 
 def _constructor(optim_cfg) -> Optional[type]:

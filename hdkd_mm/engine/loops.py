@@ -1,10 +1,12 @@
 """The train loop of the bilevel iteration: a held-out batch for every γ
-step, from a top-level ``heldout_dataloader`` config key.
+step, from a top-level ``heldout_dataloader`` config key, and the step's
+knobs from ``train_cfg.bilevel`` (:class:`~hdkd_mm.engine.BilevelStepConfig`).
 
 ::
 
     train_cfg = dict(type='BilevelEpochBasedTrainLoop', max_epochs=300,
-                     val_interval=10)
+                     val_interval=10,
+                     bilevel=dict(hypergrad='jvp', gamma_interval=1))
     heldout_dataloader = dict(batch_size=64, num_workers=2,
                               dataset=dict(type='HeldOutSplit',
                                            split='heldout', ...),
@@ -22,6 +24,17 @@ held-out set that shares no image with the training set (two
 ``allow_heldout_overlap=True``; held-out data that cannot be compared with
 the training set is used with a warning that nothing proves it disjoint.
 
+Data parallelism: MMEngine's ``MMDistributedDataParallel.train_step`` runs
+its own step (and fails on an ``OptimWrapperDict``), so the loop calls
+``module.train_step(data, optim_wrapper, wrapper=ddp)`` of a wrapped model
+that learns γ: the θ forward/backward runs through the wrapper (g is
+all-reduced), γ and its EMAs are kept out of DDP's sync by the classifier and
+updated identically on every rank (the held-out gradient v, J v and the
+held-out CE are averaged over ranks). So ``tools/dist_train.sh CONFIG N``
+needs no wrapper config; on CPU, ``hdkd_mm.launch.prepare_config`` sets the
+gloo backend and ``device_ids=None``. BatchNorm statistics are per rank in
+the virtual passes; SyncBatchNorm is not supported by the JVP pass.
+
 The held-out stream is restarted at every epoch with the sampler's epoch set
 from the train epoch (``epoch * 4096 + cycle``, cycling when the held-out
 split is exhausted within an epoch), so the held-out batches are a function
@@ -37,6 +50,7 @@ from mmpretrain.registry import LOOPS
 from torch.utils.data import DataLoader
 
 from .checks import check_heldout_data, check_training_setup
+from .step_cfg import BilevelStepConfig
 
 
 class HeldOutStream:
@@ -77,11 +91,10 @@ class HeldOutStream:
 
 
 def train_step(model, data, optim_wrapper):
-    """``model.train_step``, routing a plain (MM)DDP wrapper of a model with
-    its own bilevel step to ``module.train_step(..., wrapper=model)``."""
-    if is_model_wrapper(model) and not getattr(
-            model, 'delegates_train_step', False) and getattr(
-                model.module, 'learns_loss_weights', False):
+    """``model.train_step``, routing a DDP wrapper of a model with its own
+    bilevel step to ``module.train_step(..., wrapper=model)``."""
+    if is_model_wrapper(model) and getattr(model.module,
+                                           'learns_loss_weights', False):
         return model.module.train_step(data, optim_wrapper, wrapper=model)
     return model.train_step(data, optim_wrapper=optim_wrapper)
 
@@ -93,6 +106,9 @@ class BilevelEpochBasedTrainLoop(EpochBasedTrainLoop):
     Args:
         heldout_dataloader (dict or DataLoader, optional): the held-out
             loader; by default the config's top-level ``heldout_dataloader``.
+        bilevel (dict, optional): the bilevel step's knobs, a
+            :class:`~hdkd_mm.engine.BilevelStepConfig` (validated here, for
+            every scheme); its defaults when left out.
         allow_heldout_overlap (bool): train even when the held-out set
             shares images with the training set or is a val/test set (an
             error otherwise; see :func:`~hdkd_mm.engine.checks.
@@ -105,7 +121,9 @@ class BilevelEpochBasedTrainLoop(EpochBasedTrainLoop):
                  val_begin: int = 1, val_interval: int = 1,
                  dynamic_intervals: Optional[List[Tuple[int, int]]] = None,
                  heldout_dataloader: Union[dict, DataLoader, None] = None,
+                 bilevel: Optional[dict] = None,
                  allow_heldout_overlap: bool = False):
+        self.step_cfg = BilevelStepConfig.from_cfg(bilevel)
         check_training_setup(runner)
         super().__init__(runner, dataloader, max_epochs, val_begin,
                          val_interval, dynamic_intervals)
@@ -137,6 +155,7 @@ class BilevelEpochBasedTrainLoop(EpochBasedTrainLoop):
             runner, self.dataloader, cfg, allow_overlap=allow_heldout_overlap)
         self.heldout = HeldOutStream(cfg)
         module.set_heldout_source(self.heldout)
+        module.set_bilevel_step(self.step_cfg)
 
     def run_epoch(self) -> None:
         if self.heldout is not None:

@@ -22,7 +22,8 @@ point the validation loader there): no test image is read. The rules:
 * ``min_room``: the first candidate (file order; list the cheapest first)
   whose room, held-out top-1 of the last exit minus that of the first, is at
   least ``min_room`` points; if none has, the one with the largest room,
-  flagged ``met: false``.
+  flagged ``met: false``. Candidates after the chosen one are not trained
+  (they could not change the choice); the table lists them as not needed.
 * ``best_mean``: the largest mean over exits of held-out top-1; candidates
   within ``tie`` points of it count as equal, and among them the one whose
   γ travelled farthest (L1 distance from the initial to the final γ) wins,
@@ -163,6 +164,10 @@ def run_selection(sel: Dict, threads: int = 1, log=print) -> Dict:
     repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     rows = []
     for name, extra in sel['candidates'].items():
+        if sel['rule']['type'] == 'min_room' and any(
+                r['room'] >= float(sel['rule']['min_room']) for r in rows):
+            log(f'[{name}] not trained: an earlier candidate meets the rule')
+            continue
         options = dict(sel['options'], **(extra or {}))
         work_dir = osp.join(sel['work_root'], name)
         metrics = final_heldout_metrics(work_dir)
@@ -188,8 +193,11 @@ def run_selection(sel: Dict, threads: int = 1, log=print) -> Dict:
                          room=top1[-1] - top1[0],
                          mean=sum(top1) / len(top1), gamma_travel=travel))
         log(f'[{name}] held-out top-1 {top1}, room {rows[-1]["room"]:.2f}')
+    skipped = [n for n in sel['candidates'] if n not in
+               {r['name'] for r in rows}]
     result = dict(name=sel['name'], config=sel['config'], rule=sel['rule'],
-                  candidates=rows, **choose(rows, sel['rule']))
+                  candidates=rows, not_needed=skipped,
+                  **choose(rows, sel['rule']))
     with open(osp.join(sel['work_root'], 'selection.json'), 'w') as f:
         json.dump(result, f, indent=1)
     return result
@@ -209,4 +217,7 @@ def selection_table(result: Dict) -> str:
         lines.append(f'| {name} | ' + ' | '.join(
             f'{v:.2f}' for v in r['heldout_top1']) +
             f" | {r['room']:.2f} | {r['mean']:.2f} | {travel} |")
+    for name in result.get('not_needed', []):
+        lines.append(f'| {name} | ' + ' | '.join(['–'] * k) +
+                     ' | not trained: not needed by the rule | | |')
     return '\n'.join(lines)

@@ -11,6 +11,8 @@ from mmpretrain.models import ImageClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from hdkd_mm.engine.step_cfg import MOVED_FROM_LOSS_WEIGHTS, BilevelStepConfig
+
 from .checks import check_exits_match_backbone, check_hard_labels
 
 
@@ -81,8 +83,8 @@ class MultiExitClassifier(ImageClassifier):
 
         loss_weights (dict, optional): the objective weights γ, a
             :class:`~hdkd_mm.models.weighting.LearnedLossWeights` config
-            (initialisation, α, projection, hypergradient method, γ step
-            interval). The harmonized schemes (``hmsdnet``, ``hdbt``,
+            (initialisation, α, projection). The harmonized schemes
+            (``hmsdnet``, ``hdbt``,
             ``hdkd``) build it with its defaults when left out; the fixed
             schemes take none, or a frozen one (``init='fixed'``).
 
@@ -98,10 +100,13 @@ class MultiExitClassifier(ImageClassifier):
                            weight_decay=1e-4),          # θ
             gamma=dict(optimizer=dict(type='Adam', lr=1e-3)))  # γ, lr ε
         param_scheduler = dict(model=[...], gamma=[...])
-        train_cfg = dict(type='BilevelEpochBasedTrainLoop', max_epochs=300)
+        train_cfg = dict(type='BilevelEpochBasedTrainLoop', max_epochs=300,
+                         bilevel=dict(hypergrad='jvp', gamma_interval=1))
         heldout_dataloader = dict(...)   # the held-out split
 
-    (see :mod:`hdkd_mm.engine`).
+    (see :mod:`hdkd_mm.engine`; ``train_cfg.bilevel`` is a
+    :class:`~hdkd_mm.engine.BilevelStepConfig`, handed to the model by the
+    loop through :meth:`set_bilevel_step`).
     """
 
     def __init__(self,
@@ -136,6 +141,7 @@ class MultiExitClassifier(ImageClassifier):
         check_hard_labels(self.data_preprocessor)
         self._build_loss_weights(loss_weights)
         self._heldout_source: Optional[Callable[[], dict]] = None
+        self.bilevel_step = BilevelStepConfig()
         self._apply_gradient_equilibrium()
 
     def _apply_gradient_equilibrium(self) -> None:
@@ -201,6 +207,16 @@ class MultiExitClassifier(ImageClassifier):
                              '(`head.loss`).')
         if isinstance(cfg, dict):
             cfg = dict(cfg)
+            moved = [k for k in MOVED_FROM_LOSS_WEIGHTS if k in cfg]
+            if moved:
+                key = moved[0]
+                raise ValueError(
+                    f'model.loss_weights.{key}={cfg[key]!r}: the bilevel '
+                    "step's knobs moved to the train loop's config: remove it "
+                    "from loss_weights and set train_cfg=dict(type="
+                    "'BilevelEpochBasedTrainLoop', ..., bilevel=dict("
+                    f'{key}={cfg[key]!r})) (or inherit a configs/_base_/'
+                    'schedules/*_bilevel.py schedule).')
             cfg.setdefault('type', 'LearnedLossWeights')
             cfg['objectives'] = loss_module.objectives
             module = MODELS.build(cfg)
@@ -243,6 +259,14 @@ class MultiExitClassifier(ImageClassifier):
         :class:`~hdkd_mm.engine.BilevelEpochBasedTrainLoop`)."""
         self._heldout_source = source
 
+    def set_bilevel_step(self, cfg: Union[BilevelStepConfig, dict, None]
+                         ) -> None:
+        """How :meth:`train_step` takes γ steps (hypergradient method,
+        look-ahead, interval): ``train_cfg.bilevel``, set by
+        :class:`~hdkd_mm.engine.BilevelEpochBasedTrainLoop`; the defaults of
+        :class:`~hdkd_mm.engine.BilevelStepConfig` until then."""
+        self.bilevel_step = BilevelStepConfig.from_cfg(cfg)
+
     def _next_heldout_batch(self) -> dict:
         if self._heldout_source is None:
             raise RuntimeError(
@@ -262,7 +286,8 @@ class MultiExitClassifier(ImageClassifier):
         Fixed weights (or frozen γ): the standard step, Σ w_m ℓ_m.
 
         Learned γ (``optim_wrapper`` an ``OptimWrapperDict(model=, gamma=)``),
-        every ``gamma_interval``-th iteration, with nothing computed twice:
+        every ``gamma_interval``-th iteration (``train_cfg.bilevel``), with
+        nothing computed twice:
 
         1. train forward → per-objective ℓ_m → backward of Σ γ_m ℓ_m (γ
            detached) → g, θ's gradient for this iteration's θ step;
@@ -279,7 +304,8 @@ class MultiExitClassifier(ImageClassifier):
         Args:
             data: the train batch from the dataloader.
             optim_wrapper: ``OptimWrapper`` or ``OptimWrapperDict``.
-            wrapper: the DDP wrapper of this module, if any: the train
+            wrapper: the DDP wrapper of this module, if any (passed by
+                :class:`~hdkd_mm.engine.BilevelEpochBasedTrainLoop`): the train
                 forward runs through it so that g is all-reduced, and the
                 hypergradient's v and J v are averaged over ranks.
         """
@@ -302,7 +328,7 @@ class MultiExitClassifier(ImageClassifier):
                 'Learning γ needs its own optimizer: set '
                 "optim_wrapper.constructor='BilevelOptimWrapperConstructor' "
                 '(optim_wrapper.gamma configures the γ optimizer).')
-        if not lw.is_gamma_step():
+        if not lw.is_gamma_step(self.bilevel_step.gamma_interval):
             log_vars = self._plain_step(data, model_ow, forward_module)
         else:
             if getattr(model_ow, '_accumulative_counts', 1) != 1:
@@ -329,16 +355,16 @@ class MultiExitClassifier(ImageClassifier):
                       distributed: bool) -> Dict[str, torch.Tensor]:
         from hdkd_mm.engine.hypergrad import (ConvOutputCache, capture_rng,
                                               gamma_hypergradient)
-        lw = self.loss_weights
+        lw, step = self.loss_weights, self.bilevel_step
         heldout = self.data_preprocessor(self._next_heldout_batch(), False)
         # 1. Train forward and backward: g, the real θ step's gradient.
         train_logits = []
         hook = conv_cache = None
-        if lw.hypergrad == 'finite_diff':
+        if step.hypergrad == 'finite_diff':
             hook = self.head.register_forward_hook(
                 lambda m, i, out: train_logits.append(
                     tuple(z.detach().float() for z in out)))
-        elif lw.jvp_backend == 'forward_ad' and lw.jvp_reuse_forward:
+        elif step.jvp_backend == 'forward_ad' and step.jvp_reuse_forward:
             conv_cache = ConvOutputCache(self)
         try:
             with model_ow.optim_context(forward_module):
@@ -363,10 +389,10 @@ class MultiExitClassifier(ImageClassifier):
             heldout_inputs=heldout['inputs'],
             heldout_target=self.head.targets(heldout['data_samples']),
             loss_weights=lw,
-            method=lw.hypergrad,
-            virtual=lw.virtual_step,
-            jvp_backend=lw.jvp_backend,
-            fd_eps=lw.fd_eps,
+            method=step.hypergrad,
+            virtual=step.virtual_step,
+            jvp_backend=step.jvp_backend,
+            fd_eps=step.fd_eps,
             train_logits=train_logits[0] if train_logits else None,
             rng_state=rng,
             grad_scale=grad_scale,

@@ -13,10 +13,7 @@ everything about how γ is set and learned::
             init='ds_like',              # 'ds_like' | 'dbt_like' | 'rand' | 'uniform' | 'fixed'
             alpha=0.5,                   # α of Eq. 10
             ema_momentum=0.9,            # m of Eq. 9
-            projection='simplex',        # after each γ step, see below
-            hypergrad='jvp',             # 'jvp' (exact) | 'finite_diff'
-            virtual_step='sgd',          # θ' = θ − ξ g | 'optimizer' (SGD momentum/wd form)
-            gamma_interval=1))           # a γ step every n iterations
+            projection='simplex'))       # after each γ step, see below
 
 The harmonized schemes (``hmsdnet``, ``hdbt``, ``hdkd``) build this module with
 its defaults when ``loss_weights`` is left out. With ``init='fixed'`` γ is read
@@ -26,7 +23,9 @@ held-out batch, a plain training step with those weights.
 The γ optimizer (its learning rate ε) is ``optim_wrapper.gamma`` of the
 :class:`~hdkd_mm.engine.BilevelOptimWrapperConstructor`; the bilevel iteration
 itself is :meth:`MultiExitClassifier.train_step` with
-:mod:`hdkd_mm.engine.hypergrad`.
+:mod:`hdkd_mm.engine.hypergrad`, and how it steps (hypergradient method,
+look-ahead, γ step interval) is the loop's ``train_cfg.bilevel``
+(:class:`~hdkd_mm.engine.BilevelStepConfig`).
 """
 import json
 import os.path as osp
@@ -42,9 +41,6 @@ from ..losses.dense_kd import Objective
 
 INITS = ('ds_like', 'dbt_like', 'rand', 'uniform', 'fixed')
 PROJECTIONS = ('simplex', 'clamp_rescale', 'clamp', 'none')
-HYPERGRADS = ('jvp', 'finite_diff')
-VIRTUAL_STEPS = ('sgd', 'optimizer')
-JVP_BACKENDS = ('forward_ad', 'functorch')
 
 
 def project_simplex(x: torch.Tensor, total: float) -> torch.Tensor:
@@ -99,27 +95,6 @@ class LearnedLossWeights(BaseModule):
             look-ahead of Eq. 8 rewards a larger step in the short run, so a
             free total would drift upwards and change the θ schedule. If every
             weight is clamped to 0 (``clamp_rescale``), γ is reset to S₀/M.
-        hypergrad (str): ``'jvp'`` (default): the exact γ-gradient by one
-            forward-mode Jacobian-vector product; ``'finite_diff'``: a central
-            difference of the exit logits along the held-out gradient
-            (approximate, two extra forwards; see :mod:`hdkd_mm.engine.hypergrad`).
-        jvp_backend (str): ``'forward_ad'`` (default, dual tensors) or
-            ``'functorch'`` (``torch.func.jvp``); same result.
-        jvp_reuse_forward (bool): with ``'forward_ad'``, take the JVP's conv
-            primals from the train forward instead of recomputing them
-            (bitwise the same J v, about a quarter of the JVP's cost saved;
-            keeps the train forward's conv outputs alive until the JVP pass,
-            see :class:`~hdkd_mm.engine.hypergrad.ConvOutputCache`).
-            Default: True.
-        fd_eps (float): relative step of ``'finite_diff'``: ε = fd_eps / ‖u‖.
-            Default: 0.01 (the DARTS choice).
-        virtual_step (str): the look-ahead θ' of Eq. 8. ``'sgd'`` (default):
-            θ' = θ − ξ g, ξ the θ optimizer's current learning rate (per
-            parameter group); ``'optimizer'``: exactly the next iterate of the
-            θ optimizer (SGD with momentum, dampening, Nesterov, weight
-            decay).
-        gamma_interval (int): a γ step every ``gamma_interval`` training
-            iterations (the others are plain θ steps). Default: 1.
     """
 
     def __init__(self,
@@ -132,12 +107,6 @@ class LearnedLossWeights(BaseModule):
                  alpha: float = 0.5,
                  ema_momentum: float = 0.9,
                  projection: str = 'simplex',
-                 hypergrad: str = 'jvp',
-                 jvp_backend: str = 'forward_ad',
-                 jvp_reuse_forward: bool = True,
-                 fd_eps: float = 0.01,
-                 virtual_step: str = 'sgd',
-                 gamma_interval: int = 1,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if objectives is None or not len(objectives):
@@ -150,9 +119,6 @@ class LearnedLossWeights(BaseModule):
                                      else o.teacher) for o in self.objectives)
         _check_choice('init', init, INITS)
         _check_choice('projection', projection, PROJECTIONS)
-        _check_choice('hypergrad', hypergrad, HYPERGRADS)
-        _check_choice('jvp_backend', jvp_backend, JVP_BACKENDS)
-        _check_choice('virtual_step', virtual_step, VIRTUAL_STEPS)
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(
                 f'alpha (the α of Eq. 10) must lie in [0, 1], got {alpha}.')
@@ -160,21 +126,10 @@ class LearnedLossWeights(BaseModule):
             raise ValueError(
                 f'ema_momentum (m of Eq. 9) must lie in [0, 1), got '
                 f'{ema_momentum}.')
-        if int(gamma_interval) < 1:
-            raise ValueError(
-                f'gamma_interval must be >= 1, got {gamma_interval}.')
-        if fd_eps <= 0:
-            raise ValueError(f'fd_eps must be > 0, got {fd_eps}.')
         self.init_mode = init
         self.alpha = float(alpha)
         self.ema_momentum = float(ema_momentum)
         self.projection = projection
-        self.hypergrad = hypergrad
-        self.jvp_backend = jvp_backend
-        self.jvp_reuse_forward = bool(jvp_reuse_forward)
-        self.fd_eps = float(fd_eps)
-        self.virtual_step = virtual_step
-        self.gamma_interval = int(gamma_interval)
 
         if init == 'fixed':
             if path is None:
@@ -221,9 +176,11 @@ class LearnedLossWeights(BaseModule):
         reaches γ)."""
         return self.gamma.detach()
 
-    def is_gamma_step(self) -> bool:
-        """Whether the current training iteration takes a γ step."""
-        return self.learnable and int(self.num_steps) % self.gamma_interval == 0
+    def is_gamma_step(self, interval: int = 1) -> bool:
+        """Whether the current training iteration takes a γ step, with one
+        every ``interval`` iterations (``train_cfg.bilevel.gamma_interval``)
+        counted by :attr:`num_steps`."""
+        return self.learnable and int(self.num_steps) % int(interval) == 0
 
     @torch.no_grad()
     def project_(self) -> None:
@@ -323,10 +280,8 @@ class LearnedLossWeights(BaseModule):
 
     def extra_repr(self) -> str:
         return (f'objectives={self.num_objectives}, init={self.init_mode!r}, '
-                f'alpha={self.alpha}, hypergrad={self.hypergrad!r}, '
-                f'virtual_step={self.virtual_step!r}, '
-                f'gamma_interval={self.gamma_interval}, '
-                f'projection={self.projection!r}, learnable={self.learnable}')
+                f'alpha={self.alpha}, projection={self.projection!r}, '
+                f'learnable={self.learnable}')
 
 
 def _check_choice(name: str, value, choices) -> None:

@@ -1,0 +1,6 @@
+# DBT (Eq. 3) on the 4-exit ResNet-18 (ResNet_CIFAR): Σ CE + λ·KD from the last
+# exit to every earlier exit; λ = 1, T = 4 (as configs/dbt/dbt_msdnet-8e_1xb128_cifar100.py).
+#   python tools/train.py configs/dbt/dbt_resnet18_1xb128_cifar100.py
+_base_ = ['../msdnet/msdnet_resnet18_1xb128_cifar100.py']
+model = dict(
+    head=dict(loss=dict(scheme='dbt', temperature=4.0, kd_weight=1.0)))

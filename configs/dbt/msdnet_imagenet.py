@@ -1,5 +1,0 @@
-# DBT (Eq. 3): Σ CE + λ·KD from the last exit to every earlier exit; λ = 1, T = 4 (the paper gives neither).
-#   python tools/train.py configs/dbt/msdnet_imagenet.py
-#   tools/dist_train.sh configs/dbt/msdnet_imagenet.py 8   (batch 1024 = 128 × 8)
-_base_ = ['../msdnet/msdnet_imagenet.py']
-model = dict(head=dict(loss=dict(scheme='dbt', temperature=4.0, kd_weight=1.0)))

@@ -1,6 +1,0 @@
-# DBT (Eq. 3) on the 4-exit ResNet-18 (ResNet_CIFAR): Σ CE + λ·KD from the last
-# exit to every earlier exit; λ = 1, T = 4 (as configs/dbt/msdnet_cifar100.py).
-#   python tools/train.py configs/dbt/resnet18_cifar100.py
-_base_ = ['../msdnet/resnet18_cifar100.py']
-model = dict(
-    head=dict(loss=dict(scheme='dbt', temperature=4.0, kd_weight=1.0)))

@@ -1,0 +1,13 @@
+# Demo of HDKD on Fashion-MNIST: the MSDNet demo
+# (msdnet_msdnet-4e_1xb128_fashion-mnist.py) with dense KD and the objective
+# weights γ learned by the bilevel step (schedules/demo_sgd_3e_bilevel.py) on
+# held-out batches of 32.
+#   python tools/train.py configs/demo/hdkd_msdnet-4e_1xb128_fashion-mnist.py
+_base_ = [
+    './_base_/msdnet-4e_fashion-mnist.py',
+    '../_base_/schedules/demo_sgd_3e_bilevel.py',
+]
+model = dict(
+    head=dict(loss=dict(scheme='hdkd', temperature=4.0)),
+    loss_weights=dict(type='LearnedLossWeights', init='ds_like', alpha=0.5))
+heldout_dataloader = dict(batch_size=32)

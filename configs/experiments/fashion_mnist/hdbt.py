@@ -1,6 +1,0 @@
-# HDBT: learned γ over CE + last-exit KD (T 4), in the Fashion-MNIST(100) regime of
-# _base_/msdnet6_fmnist100.py with the bilevel step of _base_/bilevel.py
-# (suites configs/experiments/fashion_mnist_{lowdata,ablation}.yaml).
-#   python tools/train.py configs/experiments/fashion_mnist/hdbt.py
-_base_ = ['./_base_/bilevel.py']
-model = dict(head=dict(loss=dict(scheme='hdbt', temperature=4.0)))

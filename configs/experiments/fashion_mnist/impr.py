@@ -1,5 +1,0 @@
-# Impr (IMTA): gradient equilibrium + last-exit KD (T 1, λ 0.1), in the Fashion-MNIST(100) regime of
-# _base_/msdnet6_fmnist100.py (suite configs/experiments/fashion_mnist_lowdata.yaml).
-#   python tools/train.py configs/experiments/fashion_mnist/impr.py
-_base_ = ['./_base_/msdnet6_fmnist100.py']
-model = dict(head=dict(loss=dict(scheme='impr', temperature=1.0, kd_weight=0.1)))

@@ -1,5 +1,0 @@
-# MSDNet: Σ_k CE_k, in the Fashion-MNIST(100) regime of
-# _base_/msdnet6_fmnist100.py (suite configs/experiments/fashion_mnist_lowdata.yaml).
-#   python tools/train.py configs/experiments/fashion_mnist/msdnet.py
-_base_ = ['./_base_/msdnet6_fmnist100.py']
-model = dict(head=dict(loss=dict(scheme='msdnet')))

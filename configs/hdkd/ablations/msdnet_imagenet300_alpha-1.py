@@ -1,5 +1,0 @@
-# Ablation (Table 3, "α of HDKD", Eq. 10): α = 1 instead of 0.5. α = 1 keeps
-# only the plain sum of the held-out CE terms, α = 0 only the EMA-balanced one.
-#   tools/dist_train.sh configs/hdkd/ablations/msdnet_imagenet300_alpha-1.py 8
-_base_ = ['./msdnet_imagenet300.py']
-model = dict(loss_weights=dict(alpha=1))

@@ -1,4 +1,0 @@
-# HMSDNet: learned γ over the K cross-entropies only (Eq. 5 with all γ_ij = 0).
-#   python tools/train.py configs/hmsdnet/msdnet_cifar100.py
-_base_ = ['../hdkd/msdnet_cifar100.py']
-model = dict(head=dict(loss=dict(scheme='hmsdnet')))
