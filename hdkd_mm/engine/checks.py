@@ -232,7 +232,7 @@ def check_heldout_data(runner, train_loader, heldout_loader,
     from hdkd_mm.datasets.overlap import describe, shared_images
     _check_nonempty(heldout_loader)
     train_ds, held_ds = train_loader.dataset, heldout_loader.dataset
-    problems = []
+    problems, unproven = [], None
     if (isinstance(train_ds, HeldOutSplit) and isinstance(held_ds, HeldOutSplit)
             and held_ds.split == 'heldout'):
         try:  # one partition: disjoint by construction, or not
@@ -253,12 +253,11 @@ def check_heldout_data(runner, train_loader, heldout_loader,
                 'heldout_dataloader.dataset, same seed and heldout_size '
                 '(configs/_base_/datasets/fashion_mnist_heldout.py)')
         elif shared is None:
-            print_log(
+            unproven = (
                 f'The held-out set ({describe(held_ds)}) and the training '
                 f'set ({describe(train_ds)}) are not views of one base '
                 'dataset, so nothing checks that γ is fitted on images the '
-                'model never trains on; make sure they are disjoint.',
-                logger='current', level=logging.WARNING)
+                'model never trains on; make sure they are disjoint.')
     for key, ds in _eval_datasets(runner):
         shared = shared_images(held_ds, ds)
         if not shared:
@@ -273,7 +272,10 @@ def check_heldout_data(runner, train_loader, heldout_loader,
             "the training set, HeldOutSplit(split='heldout') (when the "
             "val/test set is itself a HeldOutSplit(split='test'), the "
             "split='heldout' of the same partition)")
+    problems = [p.rstrip('.') for p in problems]
     if not problems:
+        if unproven:
+            print_log(unproven, logger='current', level=logging.WARNING)
         return []
     opt_out = ('train_cfg.allow_heldout_overlap=True (only if you mean it: '
                'the run\'s numbers are then not held-out results)')
