@@ -126,3 +126,23 @@ def test_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path):
                        r'in .*epoch_3\.pth.*Fix: resume from a checkpoint you '
                        'have with `--resume PATH`'):
         find_resume_checkpoint(work)
+
+
+def test_train_tool_puts_the_atomic_hook_in_place_of_mmengines():
+    """tools/train.py's prepare_config: MMEngine's CheckpointHook (named, or
+    its default when the config has none) becomes AtomicCheckpointHook with
+    the same arguments; a disabled or custom hook is left alone."""
+    from mmengine.config import Config
+
+    from hdkd_mm.launch import prepare_config
+    cfg = prepare_config(Config(dict(default_hooks=dict(checkpoint=dict(
+        type='CheckpointHook', interval=5, max_keep_ckpts=1)))), 'a.py')
+    assert cfg.default_hooks.checkpoint == dict(
+        type='AtomicCheckpointHook', interval=5, max_keep_ckpts=1)
+    cfg = prepare_config(Config(dict()), 'a.py')
+    assert cfg.default_hooks.checkpoint == dict(type='AtomicCheckpointHook',
+                                                interval=1)
+    for hook in (None, dict(type='MyCheckpointHook')):
+        cfg = prepare_config(Config(dict(default_hooks=dict(
+            checkpoint=hook))), 'a.py')
+        assert cfg.default_hooks.checkpoint == hook

@@ -6,11 +6,8 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=100),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    # Keep the last checkpoints (resume restores θ, γ, EMAs, optimizers);
-    # written to a temporary file and renamed, so a killed run never leaves
-    # a half-written one (hdkd_mm/engine/checkpoint.py).
-    checkpoint=dict(type='AtomicCheckpointHook', interval=1,
-                    max_keep_ckpts=3),
+    # Keep the last checkpoints (resume restores θ, γ, EMAs, optimizers).
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )

@@ -16,6 +16,8 @@ disk and renames it to ``epoch_N.pth`` (``os.replace``: atomic on POSIX
 file systems), then replaces ``last_checkpoint`` the same way, and only then
 deletes checkpoints beyond ``max_keep_ckpts``. At every instant each
 checkpoint file is complete and ``last_checkpoint`` names one that exists.
+``tools/train.py`` puts it in place of MMEngine's ``CheckpointHook``
+(:func:`hdkd_mm.launch.prepare_config`); a config may also name it.
 :func:`find_resume_checkpoint` is what ``tools/train.py --resume`` resumes
 from: the checkpoint ``last_checkpoint`` names if it is complete, otherwise
 (a work dir written by MMEngine's own hook) the newest complete
