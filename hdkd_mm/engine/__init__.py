@@ -1,6 +1,8 @@
 """The bilevel iteration of the harmonized schemes inside MMEngine: the
 hypergradient, the two-optimizer constructor, the held-out train loop and the
-step's knobs.
+step's knobs; the checks of a training set-up that run before the first step
+(:mod:`.checks`) and checkpoints that a killed run never leaves half-written
+(:mod:`.checkpoint`).
 
 Enabling HDKD on a config is one ``_base_`` schedule
 (``configs/_base_/schedules/*_bilevel.py``) and the scheme; spelled out::
