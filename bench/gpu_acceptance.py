@@ -346,8 +346,9 @@ class HostReads(TorchFunctionMode):
 
 def _rel(path):
     path = osp.abspath(path)
-    return osp.relpath(path, ROOT) if path.startswith(ROOT) else \
-        osp.basename(path)
+    if path.startswith(ROOT + os.sep):
+        return osp.relpath(path, ROOT)
+    return path.split('site-packages' + os.sep)[-1]
 
 
 @contextlib.contextmanager

@@ -197,6 +197,9 @@ def test_clamp_and_none_projection():
 def test_ema_eq9_first_value_sets_it():
     lw = weights(3)
     assert not bool(lw.ema_initialised)
+    # a first value with a non-finite entry sets nothing
+    lw.update_ema(torch.tensor([float('nan'), 1.0, 1.0]))
+    assert not bool(lw.ema_initialised) and lw.ema.tolist() == [0.0] * 3
     lw.update_ema(torch.tensor([2.0, 1.0, 0.5]))
     assert lw.ema.tolist() == [2.0, 1.0, 0.5]
     lw.update_ema(torch.tensor([1.0, 1.0, 1.5]))
