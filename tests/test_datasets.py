@@ -2,7 +2,6 @@
 files written in the real formats (and on Debian's Fashion-MNIST files when
 the package is installed)."""
 import os.path as osp
-import pickle
 
 import numpy as np
 import pytest
@@ -12,7 +11,8 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 import hdkd_mm  # noqa: F401
-from tiny_data import write_cifar10_jpg, write_fashion_mnist
+from tiny_data import (write_cifar10_jpg, write_cifar100,
+                       write_fashion_mnist, write_imagenet)
 from hdkd_mm.datasets import (CenterPad, GrayToRGB, HeldOutSplit,
                               LocalFashionMNIST, check_disjoint,
                               partition_indices, split_indices)
@@ -43,63 +43,6 @@ def _forbid_downloads(monkeypatch):
     monkeypatch.setattr(mnist, 'download_and_extract_archive', _no_download)
 
 
-# -- tiny files in the real formats -----------------------------------------
-def _write_cifar100(root, n_train_per_class=8, n_test_per_class=2, seed=0):
-    """cifar-100-python/{train,test,meta} as in the official tarball."""
-    rng = np.random.RandomState(seed)
-    folder = osp.join(root, 'cifar-100-python')
-    import os
-    os.makedirs(folder, exist_ok=True)
-    out = {}
-    for name, per in (('train', n_train_per_class), ('test',
-                                                     n_test_per_class)):
-        labels = np.repeat(np.arange(100), per)
-        rng.shuffle(labels)
-        data = rng.randint(0, 256, (len(labels), 3072), dtype=np.uint8)
-        entry = {
-            'filenames': [f'img_{i}.png' for i in range(len(labels))],
-            'batch_label': f'{name} batch',
-            'fine_labels': labels.tolist(),
-            'coarse_labels': (labels // 5).tolist(),
-            'data': data,
-        }
-        with open(osp.join(folder, name), 'wb') as f:
-            pickle.dump(entry, f, protocol=2)
-        out[name] = (data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels)
-    meta = {
-        'fine_label_names': [f'class{i}' for i in range(100)],
-        'coarse_label_names': [f'super{i}' for i in range(20)],
-    }
-    with open(osp.join(folder, 'meta'), 'wb') as f:
-        pickle.dump(meta, f, protocol=2)
-    return out
-
-
-
-
-
-def _write_imagenet(root, n_classes=3, per_class=8, seed=0):
-    """train/<wnid>/*.JPEG|png, val/<wnid>/..., meta/train.txt."""
-    import os
-
-    from PIL import Image
-    rng = np.random.RandomState(seed)
-    lines = []
-    for split, per in (('train', per_class), ('val', 2)):
-        for c in range(n_classes):
-            d = osp.join(root, split, f'n0{c}')
-            os.makedirs(d, exist_ok=True)
-            for i in range(per):
-                ext = 'JPEG' if i % 2 == 0 else 'png'
-                img = rng.randint(0, 256, (36 + c, 40, 3), dtype=np.uint8)
-                Image.fromarray(img).save(osp.join(d, f'img{i}.{ext}'))
-                if split == 'train':
-                    lines.append(f'n0{c}/img{i}.{ext} {c}')
-    os.makedirs(osp.join(root, 'meta'), exist_ok=True)
-    with open(osp.join(root, 'meta', 'train.txt'), 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-
-
 # -- configs ------------------------------------------------------------------
 def _cfg(name, root, base_extra=None, **split_over):
     cfg = Config.fromfile(osp.join(CFG_DIR, name))
@@ -119,7 +62,7 @@ def _cfg(name, root, base_extra=None, **split_over):
 @pytest.fixture(scope='module')
 def cifar(tmp_path_factory):
     root = tmp_path_factory.mktemp('cifar100')
-    return root, _write_cifar100(str(root))
+    return root, write_cifar100(str(root))
 
 
 def _cifar_cfg(root, **split_over):
@@ -233,7 +176,7 @@ def test_check_disjoint_rejects_mismatched_splits(cifar, tmp_path):
     with pytest.raises(ValueError, match='not a HeldOutSplit'):
         check_disjoint(train.dataset, held)
     other = tmp_path / 'other'
-    _write_cifar100(str(other), seed=1)
+    write_cifar100(str(other), seed=1)
     with pytest.raises(ValueError, match='different base datasets'):
         check_disjoint(train, _build(_cifar_cfg(other), 'heldout_dataloader'))
 
@@ -403,7 +346,7 @@ def test_fashion_mnist_debian_files_by_config_alone():
 # -- ImageNet --------------------------------------------------------------
 def test_imagenet_folder_and_annotation_file(tmp_path):
     root = tmp_path / 'imagenet'
-    _write_imagenet(str(root))
+    write_imagenet(str(root))
     classes = dict(metainfo=dict(classes=('n00', 'n01', 'n02')))
     cfg = _cfg('imagenet_heldout.py', root, classes, heldout_size=6)
     train, held = _build(cfg,

@@ -8,8 +8,9 @@ import re
 
 import pytest
 
-from hdkd_mm.experiments.suite import (SuiteError, epoch_options,
-                                       format_options, load_suite)
+from hdkd_mm.experiments.options import epoch_options, format_options
+from hdkd_mm.experiments.suite import SuiteError, load_suite
+from tiny_data import write_fashion_mnist
 from tool_helpers import (REPO, load_tool, run_tool,
                           write_tiny_demo_config)
 
@@ -65,7 +66,7 @@ def test_mini_suite_end_to_end_and_skip(tiny_configs, tmp_path):
     # one status line per finished run, with the last exit's top-1
     assert re.search(r'msdnet_tiny seed 0: last-exit top-1 \d+\.\d\d', out)
     assert re.search(r'dbt_tiny seed 0: last-exit top-1 \d+\.\d\d', out)
-    assert '2/2 runs' in out
+    assert re.search(r'\] 2/2, .*elapsed', out)  # MMEngine's ProgressBar
     out_dir = tmp_path / 'runs' / 'suites' / 'mini'
     header, rows = _table_rows(out_dir / 'anytime_top1.md')
     assert header == ['exit', 'MFLOPs', 'msdnet_tiny (n=1)',
@@ -80,10 +81,12 @@ def test_mini_suite_end_to_end_and_skip(tiny_configs, tmp_path):
     assert all(0 <= float(c.split()[0]) <= 100 for r in rows for c in r[2:])
     _, rows = _table_rows(out_dir / 'deltas_vs_msdnet_tiny.md')
     assert [r[0] for r in rows] == ['1', '2', 'n']
-    _, rows = _table_rows(out_dir / 'claims.md')
+    header, rows = _table_rows(out_dir / 'claims.md')
     # one seed: an effect, no interval, no verdict either way
     assert len(rows) == 1 and rows[0][0] == 'DBT lifts exit 1'
-    assert rows[0][4] == '1' and rows[0][8] == 'inconclusive'
+    row = dict(zip(header, rows[0]))
+    assert row['n'] == '1' and row['verdict'] == 'inconclusive'
+    assert row['detectable'] == '–' and row['paper'] == '+6.48 → +6.48'
     for name in ('anytime_top1.png', 'budgeted.png', 'budgeted.md',
                  'regime.md', 'runs.md', 'timing.md', 'report.md'):
         assert (out_dir / name).is_file(), name
@@ -162,6 +165,12 @@ def test_mini_suite_end_to_end_and_skip(tiny_configs, tmp_path):
      'cifar100.py, name: x}, {path: configs/dbt/dbt_msdnet-8e_1xb128_cifar100.py,'
      ' name: x}]\n',
      'two configs share the name'),
+    (f'name: s\nseeds: [0]\nconfigs: [{MS}]\n'
+     'data_root: /data/fmnist\n',
+     "data_root '/data/fmnist' is given, but no option of the suite uses "
+     '{data_root}'),
+    (f'name: s\nseeds: [0]\nconfigs: [{MS}]\n'
+     'data_root: 5\n', 'data_root must be a folder path or null, got 5'),
 ])
 def test_bad_suite_file(tmp_path, monkeypatch, body, message):
     monkeypatch.chdir(REPO)
@@ -169,6 +178,48 @@ def test_bad_suite_file(tmp_path, monkeypatch, body, message):
     path.write_text(body)
     with pytest.raises(SuiteError, match=re.escape(message)):
         load_suite(str(path))
+
+
+def test_data_root_placeholder(tmp_path, monkeypatch):
+    """``{data_root}`` in option values: the command line's folder wins
+    over the suite file's; the run spec keeps the placeholder, the commands'
+    options get the folder; a run to start without a folder, or with one
+    that does not exist, is refused with the fix."""
+    from hdkd_mm.experiments.runner import check_data_root
+    monkeypatch.chdir(REPO)
+    path = tmp_path / 'd.yaml'
+    body = ('name: d\nseeds: [0]\n'
+            f'configs: [{{path: {MS}, name: m}}]\n'
+            "options: {val_dataloader.dataset.data_root: '{data_root}', "
+            "work_dir_note: '{data_root}/sub'}\n")
+    path.write_text(body)
+    run = load_suite(str(path)).runs[0]
+    assert run.data_root is None
+    with pytest.raises(SuiteError, match=re.escape(
+            "run m/default/seed0: option val_dataloader."
+            "dataset.data_root='{data_root}' needs the data folder, and none "
+            'is given: pass run_suite --data-root DIR, or set `data_root: '
+            'DIR` in the suite file.')):
+        check_data_root([run])
+    path.write_text(body + f'data_root: {tmp_path}\n')
+    run = load_suite(str(path)).runs[0]
+    assert run.command_options(run.options) == {
+        'val_dataloader.dataset.data_root': str(tmp_path),
+        'work_dir_note': f'{tmp_path}/sub', 'randomness.seed': 0}
+    check_data_root([run])  # the folder exists
+    # the command line wins; the spec never holds the folder
+    run = load_suite(str(path), data_root='elsewhere/fmnist').runs[0]
+    assert run.command_options(run.options)[
+        'val_dataloader.dataset.data_root'] == 'elsewhere/fmnist'
+    assert run.spec()['options'] == {
+        'val_dataloader.dataset.data_root': '{data_root}',
+        'work_dir_note': '{data_root}/sub', 'randomness.seed': 0}
+    with pytest.raises(SuiteError, match=re.escape(
+            "the data folder 'elsewhere/fmnist' (--data-root or the suite "
+            "file's data_root) does not exist")):
+        check_data_root([run])
+    with pytest.raises(SuiteError, match="--data-root 'a b': the string"):
+        load_suite(str(path), data_root='a b')
 
 
 def test_bad_suite_file_cli(tmp_path):
@@ -219,11 +270,34 @@ def test_epoch_and_option_formatting():
         format_options({'a': 'x,y'})
 
 
+def test_bilevel_cost_follows_the_scheme_definitions(monkeypatch):
+    """A run is costed as bilevel when its scheme learns γ
+    (``Scheme.learned``) and γ is not frozen: a new learned scheme needs
+    no list in the runner."""
+    from mmengine.config import Config
+
+    from hdkd_mm.experiments.runner import is_bilevel
+    from hdkd_mm.models.losses import SCHEMES
+    from hdkd_mm.models.losses.dense_kd import Scheme
+    monkeypatch.setitem(SCHEMES, 'new_learned', Scheme('last', learned=True))
+
+    def cfg(scheme, **weights):
+        return Config(dict(model=dict(
+            head=dict(loss=dict(type='DenseKDLoss', scheme=scheme)),
+            loss_weights=weights or None)))
+    assert is_bilevel(cfg('new_learned'))
+    assert is_bilevel(cfg('hdkd', init='rand'))
+    assert not is_bilevel(cfg('hdkd', init='fixed', path='g.json'))
+    assert not is_bilevel(cfg('dbt')) and not is_bilevel(cfg('msdnet'))
+    assert not is_bilevel(Config(dict(model=dict(head=dict(
+        loss=dict(type='CrossEntropyLoss'))))))
+
+
 def test_time_left_counts_parallel_slots_and_running_runs():
     """The progress bar's estimate. Two bilevel runs (cost 2) started
     together, one just finished after 1,800 s: 1,800 s per cost 2. Left: the
     other (about done), 10 bilevel and 3 plain runs (cost 1), on 2 slots."""
-    from hdkd_mm.experiments.runner import estimate_left
+    from hdkd_mm.experiments.progress import estimate_left
     rate = 1800 / 2
     left = estimate_left([2.0] * 10 + [1.0] * 3, [(2.0, 1790.0)], rate, 2)
     assert left == pytest.approx((10 * 1800 + 3 * 900 + 10) / 2)
@@ -233,39 +307,14 @@ def test_time_left_counts_parallel_slots_and_running_runs():
     assert estimate_left([1.0, 1.0], [], 60.0, 1) == 120.0
 
 
-def test_claim_verdicts():
-    from hdkd_mm.experiments.report import claim_effect
-
-    def done(label, seed, top1):
-        return dict(label=label, seed=seed,
-                    test=[dict(exit=k + 1, top1=v) for k, v in
-                          enumerate(top1)])
-    runs = [done('b', s, [70, 80]) for s in range(3)]
-    runs += [done('a', 0, [75, 80.2]), done('a', 1, [76, 79.9]),
-             done('a', 2, [74, 80.1])]
-    e = claim_effect(runs, dict(a='a', b='b', exit='first', expect='+'))
-    assert e['n'] == 3 and e['mean'] == 5 and e['verdict'] == 'reproduced'
-    # 95 % t-interval: 5 ± 4.303 · 1 / √3
-    assert abs(e['lo'] - (5 - 4.303 / 3 ** 0.5)) < 1e-9
-    e = claim_effect(runs, dict(a='a', b='b', exit='first', expect='-'))
-    assert e['verdict'] == 'contradicted'
-    e = claim_effect(runs, dict(a='a', b='b', exit='last', expect='='))
-    assert e['verdict'] == 'reproduced'  # ±0.15 inside ±1
-    e = claim_effect(runs, dict(a='a', b='b', exit='last', expect='+'))
-    assert e['verdict'] == 'inconclusive'
-    # mean over exits: 2.5, 2.95, 2.05 → 2.5 ± 1.12, outside ±1
-    e = claim_effect(runs, dict(a='a', b='b', exit='mean', expect='=',
-                                margin=1.0))
-    assert e['verdict'] == 'contradicted'
-    e = claim_effect(runs, dict(a='a', b='b', exit='mean', expect='=',
-                                margin=3.0))
-    assert e['verdict'] == 'inconclusive'
-    # one paired seed: no interval; no paired seed: the cell is not run yet
-    e = claim_effect(runs[:1] + runs[3:4], dict(a='a', b='b', exit='first',
-                                                expect='+'))
-    assert e['n'] == 1 and e['verdict'] == 'inconclusive'
-    e = claim_effect(runs, dict(a='a', b='c', exit='first', expect='+'))
-    assert e['n'] == 0 and e['verdict'] == 'not run yet'
+#: The data folder options of a fashion_mnist_heldout-based config, as a
+#: suite file reading its data from ``{data_root}`` gives them.
+DATA_ROOT_OPTIONS = (
+    'options:\n' + ''.join(
+        f"  {key}.data_root: '{{data_root}}'\n" for key in (
+            'train_dataloader.dataset.dataset',
+            'heldout_dataloader.dataset.dataset', 'val_dataloader.dataset',
+            'test_dataloader.dataset')))
 
 
 def test_archive_restores_a_suite_in_a_fresh_work_root(tmp_path):
@@ -273,12 +322,19 @@ def test_archive_restores_a_suite_in_a_fresh_work_root(tmp_path):
     γ, as ``gamma.json``) are kept; a Fixed-γ cell reads the needed run's
     ``{needs_gamma}``; after the work folders are lost (a fresh clone), the
     suite restores the runs from the archive instead of training them, and
-    the tables come out the same."""
+    the tables come out the same. The runs read their data from
+    ``--data-root``; the recorded specs keep ``{data_root}``, so the
+    archive restores with the data somewhere else."""
     import shutil
 
     import torch
-    hdkd = write_tiny_demo_config(tmp_path / 'data', name='hdkd_tiny.py',
+    hdkd = write_tiny_demo_config(tmp_path / 'conf', name='hdkd_tiny.py',
                                   per_class=(8, 4), scheme='hdkd')
+    # the data the runs read: only in the folder given on the command line
+    data = tmp_path / 'fmnist'
+    write_fashion_mnist(str(data), per_class=(8, 4), learnable=True)
+    for f in (tmp_path / 'conf').glob('*-ubyte.gz'):
+        f.unlink()
     archive = tmp_path / 'archive'
     path = tmp_path / 'arch.yaml'
     path.write_text(
@@ -289,6 +345,7 @@ def test_archive_restores_a_suite_in_a_fresh_work_root(tmp_path):
         'parallel: 1\n'
         'threads: 1\n'
         'epochs: 1\n'
+        'data_root: null\n' + DATA_ROOT_OPTIONS +
         f'configs: [{hdkd}]\n'
         'overrides:\n'
         '  default: {}\n'
@@ -296,11 +353,26 @@ def test_archive_restores_a_suite_in_a_fresh_work_root(tmp_path):
         '    needs: hdkd_tiny/default/seed0\n'
         '    options: {model.loss_weights.init: fixed, '
         "model.loss_weights.path: '{needs_gamma}'}\n")
+    # no data folder given: refused before anything runs
+    code, out = run_tool('tools/experiments/run_suite.py', path, '--no-doc',
+                         check=False)
+    assert code != 0 and 'start ' not in out
+    assert ("run hdkd_tiny/default/seed0: option train_dataloader.dataset."
+            "dataset.data_root='{data_root}' needs the data folder, and none "
+            'is given: pass run_suite --data-root DIR') in out
     out = run_tool('tools/experiments/run_suite.py', path, '--no-doc',
-                   timeout=600)
+                   '--data-root', data, timeout=600)
     assert '0 already done, 2 to run' in out
     learned = tmp_path / 'runs' / 'hdkd_tiny' / 'default' / 'seed0'
     fixed = tmp_path / 'runs' / 'hdkd_tiny' / 'fixed' / 'seed0'
+    # the commands got the folder, the recorded spec the placeholder
+    for step in ('train', 'eval'):
+        log = (learned / 'logs' / f'{step}.log').read_text()
+        assert f'val_dataloader.dataset.data_root={data} ' in log
+    spec = json.loads((archive / 'hdkd_tiny/default/seed0/run.json')
+                      .read_text())['spec']
+    assert spec['options']['test_dataloader.dataset.data_root'] == \
+        '{data_root}'
     # gamma.json names every objective of the 2-exit HDKD model with the
     # final γ of the checkpoint
     gamma = json.loads((learned / 'gamma.json').read_text())
@@ -330,9 +402,12 @@ def test_archive_restores_a_suite_in_a_fresh_work_root(tmp_path):
     out_dir = tmp_path / 'runs' / 'suites' / 'arch'
     table = (out_dir / 'anytime_top1.md').read_text()
 
-    # A fresh clone: the work folders are gone, the archive is there.
+    # A fresh clone on another machine: the work folders are gone, the
+    # archive is there, the data lie elsewhere (nothing to train: the
+    # folder is not even read).
     shutil.rmtree(tmp_path / 'runs')
-    out = run_tool('tools/experiments/run_suite.py', path, '--no-doc')
+    out = run_tool('tools/experiments/run_suite.py', path, '--no-doc',
+                   '--data-root', tmp_path / 'elsewhere')
     assert 'restored 2 finished run(s)' in out
     assert '2 already done, 0 to run' in out and 'start ' not in out
     assert (out_dir / 'anytime_top1.md').read_text() == table
@@ -367,8 +442,8 @@ def test_sync_archive_keeps_a_digest_added_to_the_archive(tmp_path):
     the archive alone. A folder with another result is archived again."""
     import types
 
-    from hdkd_mm.experiments.archive import read_json, sync_archive, \
-        write_json
+    from hdkd_mm.experiments.archive import sync_archive
+    from hdkd_mm.experiments.records import read_json, write_json
     run_dir = tmp_path / 'runs' / 'm' / 'default' / 'seed0'
     archive = tmp_path / 'archive'
     run = types.SimpleNamespace(run_id='m/default/seed0',
@@ -415,7 +490,8 @@ def _write_kept_run(root, run_id, top1, train_s=600.0):
 def test_rerun_table_compares_runs_and_claims(tmp_path):
     """compare_reruns: the same runs trained twice, per run and per claim
     (the claim's paired difference from each, the kept runs' verdict)."""
-    from hdkd_mm.experiments.report import collect_from, rerun_table
+    from hdkd_mm.experiments.report import collect_from
+    from hdkd_mm.experiments.tables import rerun_table
     suite = load_suite(_write_suite(tmp_path, _placeholder_configs(tmp_path)))
     kept, rerun = tmp_path / 'kept', tmp_path / 'rerun'
     _write_kept_run(kept, 'msdnet_tiny/default/seed0', [80.0, 84.0])

@@ -27,10 +27,11 @@ import os.path as osp
 import shutil
 from typing import Callable, Dict, List, Optional
 
+from .records import check_config_digest, read_json, write_json
 from .suite import Run, SuiteError
 
 __all__ = ['ARCHIVED_FILES', 'export_gamma', 'archive_run', 'restore_run',
-           'sync_archive', 'read_json', 'write_json', 'gamma_records']
+           'sync_archive', 'gamma_records']
 
 #: Files of a finished run that the archive keeps (relative to the run).
 ARCHIVED_FILES = ('run.json', 'result.json', 'timing.json', 'anytime.json',
@@ -39,23 +40,6 @@ ARCHIVED_FILES = ('run.json', 'result.json', 'timing.json', 'anytime.json',
 #: Where a restored run's γ series goes: a folder the γ plots read like one
 #: of MMEngine's timestamped log folders.
 RESTORED_SCALARS = osp.join('archived', 'vis_data', 'scalars.json')
-
-
-def read_json(path: str) -> Optional[dict]:
-    """A JSON file's content, or None if it is missing or unreadable."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def write_json(path: str, data) -> None:
-    """Write JSON atomically (a temporary file, then a rename)."""
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
 
 
 def _copy_if_present(src: str, dst: str) -> None:
@@ -142,7 +126,6 @@ def restore_run(run: Run, archive_dir: str) -> bool:
     source = osp.join(archive_dir, run.run_id)
     if not osp.isfile(osp.join(source, 'result.json')):
         return False
-    from .runner import check_config_digest
     recorded = read_json(osp.join(source, 'run.json')) or {}
     spec = recorded.get('spec')
     if spec != json.loads(json.dumps(run.full_spec)):

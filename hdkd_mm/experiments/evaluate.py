@@ -1,8 +1,8 @@
 """Every evaluation of one finished run, in one process (one import of the
 stack instead of three):
 
-* ``RUN/anytime.json``: ``tools/analysis/anytime_eval.py``'s
-  ``anytime_eval`` (test split, per exit);
+* ``RUN/anytime.json``: :func:`hdkd_mm.evaluation.anytime.anytime_eval`
+  (test split, per exit), what ``tools/analysis/anytime_eval.py`` runs;
 * ``RUN/train_split.json``: :func:`~hdkd_mm.experiments.train_split.
   train_split_eval` (the training subset through the test pipeline);
 * ``RUN/budgeted/budgeted.json`` (+ png, cached logits):
@@ -16,50 +16,30 @@ Outputs that exist already are kept (an interrupted evaluation continues).
 """
 import argparse
 import copy
-import importlib.util
-import json
 import os
 import os.path as osp
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _tool(name: str):
-    """A module of ``tools/analysis`` (the tools are scripts, not a
-    package)."""
-    path = osp.join(REPO, 'tools', 'analysis', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'_tool_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _dump(path: str, data) -> None:
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+from .records import write_json
 
 
 def evaluate_run(config: str, checkpoint: str, run_dir: str,
                  cfg_options=None, log=print) -> None:
     import hdkd_mm  # noqa: F401
+    from hdkd_mm.evaluation.anytime import anytime_eval, anytime_table
     from hdkd_mm.evaluation.budgeted_eval import budgeted_eval
 
     from .train_split import train_split_eval
+    os.makedirs(run_dir, exist_ok=True)
     out = osp.join(run_dir, 'anytime.json')
     if not osp.isfile(out):
-        tool = _tool('anytime_eval')
-        result = tool.anytime_eval(config, checkpoint,
-                                   copy.deepcopy(cfg_options))
-        _dump(out, result)
-        log(tool.anytime_table(result['exits']))
+        result = anytime_eval(config, checkpoint, copy.deepcopy(cfg_options))
+        write_json(out, result)
+        log(anytime_table(result['exits']))
     out = osp.join(run_dir, 'train_split.json')
     if not osp.isfile(out):
         result = train_split_eval(config, checkpoint,
                                   copy.deepcopy(cfg_options))
-        _dump(out, result)
+        write_json(out, result)
         log('train split top-1: ' + ' '.join(
             f"{e['top1']:.2f}" for e in result['train_exits']))
     budget_dir = osp.join(run_dir, 'budgeted')

@@ -8,7 +8,7 @@ Per run (folder ``WORK_ROOT/<config stem>/<override>/seed<k>``):
    an earlier attempt was interrupted, and starts afresh otherwise); the
    final checkpoint is then linked as ``RUN/final.pth``;
 2. ``python -m hdkd_mm.experiments.evaluate`` (one process): the anytime
-   evaluation of ``tools/analysis/anytime_eval.py`` → ``RUN/anytime.json``
+   evaluation (:mod:`hdkd_mm.evaluation.anytime`) → ``RUN/anytime.json``
    (test split), the training subset through the test pipeline →
    ``RUN/train_split.json``, and the budgeted evaluation of
    ``tools/analysis/budgeted_eval.py`` → ``RUN/budgeted/budgeted.json``;
@@ -22,11 +22,17 @@ Per run (folder ``WORK_ROOT/<config stem>/<override>/seed<k>``):
 Each step whose output exists is skipped, so an interrupted suite continues
 where it stopped. Every subprocess gets ``OMP_NUM_THREADS`` (and
 ``MKL_NUM_THREADS``) = the suite's ``threads``; its output goes to
-``RUN/logs/<step>.log``.
+``RUN/logs/<step>.log``; its ``--cfg-options`` have ``{data_root}`` replaced
+by the suite's data folder (the recorded spec keeps the placeholder).
+
+Progress (:mod:`~hdkd_mm.experiments.progress`): MMEngine's ``ProgressBar``
+over the runs of the invocation (its ETA counts runs as equal), and after
+each finished run the time left by ``estimate_left``, which weighs each run
+by its cost (a bilevel run costs ``BILEVEL_COST`` plain runs) and the
+``parallel`` slots.
 """
 import concurrent.futures as futures
 import datetime
-import hashlib
 import json
 import os
 import os.path as osp
@@ -36,23 +42,18 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .archive import (archive_run, export_gamma, read_json, sync_archive,
+from .archive import archive_run, export_gamma, sync_archive
+from .progress import LogLines, estimate_left, fmt_duration, status_line
+from .options import epoch_options, format_options
+from .records import (check_config_digest, config_digest, read_json,
                       write_json)
-from .suite import Run, Suite, SuiteError, epoch_options, format_options
+from .spec import Run, Suite, SuiteError
 
 __all__ = ['REPO', 'run_state', 'plan_runs', 'execute_run', 'run_suite',
-           'fmt_duration', 'config_digest', 'check_config_digest',
-           'estimate_left']
+           'is_bilevel', 'check_data_root']
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BILEVEL_COST = 2.3  # HDKD-type run / plain run (measured, docs/results.md)
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
 
 
 def run_state(run: Run) -> str:
@@ -67,26 +68,38 @@ def run_state(run: Run) -> str:
     return 'new'
 
 
-def config_digest(cfg) -> str:
-    """A digest of a resolved config (every ``_base_`` merged, the run's
-    options applied): equal for the same settings in any clone, different
-    when any setting changed."""
-    text = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def is_bilevel(cfg) -> bool:
+    """Whether a config trains γ by the bilevel iteration, which costs
+    ``BILEVEL_COST`` plain runs: its head's loss scheme learns the
+    objective weights (``Scheme.learned`` of
+    :data:`hdkd_mm.models.losses.SCHEMES`, so a new learned scheme is
+    costed as one) and γ is not frozen (``loss_weights.init='fixed'``)."""
+    from hdkd_mm.models.losses import get_scheme
+    loss = cfg.model.get('head', {}).get('loss') or {}
+    if loss.get('type') != 'DenseKDLoss':
+        return False
+    weights = cfg.model.get('loss_weights') or {}
+    return (get_scheme(loss.get('scheme', 'msdnet')).learned
+            and weights.get('init', 'ds_like') != 'fixed')
 
 
-def check_config_digest(run: Run, recorded: Optional[dict],
-                        where: str) -> None:
-    """Refuse a finished or started run whose config has changed since
-    (``recorded``: its ``run.json``; runs recorded without a digest are
-    accepted)."""
-    old = (recorded or {}).get('config_digest')
-    if old and run.config_digest and old != run.config_digest:
-        raise SuiteError(
-            f'{where} was trained with another version of {run.config} '
-            f'(resolved config digest {old}, now {run.config_digest}): a '
-            'setting in the config or one of its _base_ files changed since. '
-            'Restore the config, or delete that run to train it again.')
+def check_data_root(runs: List[Run]) -> None:
+    """Refuse to start runs whose options need a data folder that is not
+    given, or given and missing.
+
+    Raises:
+        SuiteError: naming the run, the option and the fix.
+    """
+    for run in runs:
+        if not run.uses_data_root():
+            continue
+        run.command_options(run.options)  # raises without a folder
+        if not osp.isdir(run.data_root):
+            raise SuiteError(
+                f'the data folder {run.data_root!r} (--data-root or the '
+                f"suite file's data_root) does not exist, and run "
+                f'{run.run_id} reads its data from it: give the folder that '
+                'holds the data set.')
 
 
 def _load_cfg(run: Run, train_options: Dict):
@@ -118,12 +131,8 @@ def plan_runs(suite: Suite, log: Callable[[str], None] = print
             run.max_epochs = suite.epochs
         else:
             run.max_epochs = int(cfg.train_cfg.max_epochs)
-        lw = cfg.model.get('loss_weights')
-        bilevel = bool(lw) and lw.get('init', 'ds_like') != 'fixed'
-        head_loss = cfg.model.get('head', {}).get('loss', {})
-        bilevel = bilevel or head_loss.get('scheme') in (
-            'hmsdnet', 'hdbt', 'hdkd') and not lw
-        run.cost = (BILEVEL_COST if bilevel else 1.0) * run.max_epochs
+        run.cost = (BILEVEL_COST if is_bilevel(cfg) else 1.0) * \
+            run.max_epochs
         spec = run.spec()
         spec['max_epochs'] = run.max_epochs
         run.full_spec = spec
@@ -152,9 +161,9 @@ def _python() -> str:
 def _steps(run: Run) -> List[_Step]:
     d = run.run_dir
     final = osp.join(d, 'final.pth')
-    opts = format_options(run.options)
+    opts = format_options(run.command_options(run.options))
     cfg_opts = ['--cfg-options'] + opts if opts else []
-    train_opts = format_options(run.train_options)
+    train_opts = format_options(run.command_options(run.train_options))
     return [
         _Step('train', [_python(), osp.join(REPO, 'tools', 'train.py'),
                         run.config, '--work-dir', d, '--resume'] +
@@ -254,42 +263,6 @@ def execute_run(run: Run, threads: int,
     return result
 
 
-def status_line(run: Run, result: Optional[Dict], error: Optional[str],
-                skipped: bool = False) -> str:
-    head = f'{run.label} seed {run.seed}'
-    if error:
-        return f'{head}: FAILED: {error}'
-    test, train = result['test_top1'][-1], result['train_top1'][-1]
-    text = (f'{head}: last-exit top-1 {test:.2f} (train {train:.2f}), '
-            f'exit-1 {result["test_top1"][0]:.2f}; train '
-            f'{fmt_duration(result["train_wall_s"])}, eval '
-            f'{fmt_duration(result["eval_wall_s"])}')
-    return text + (' [already done]' if skipped else '')
-
-
-def _bar(done: int, total: int, elapsed: float, eta: Optional[float] = None,
-         width: int = 30) -> str:
-    fill = int(width * done / max(total, 1))
-    text = (f'[{"#" * fill}{"." * (width - fill)}] {done}/{total} runs, '
-            f'{fmt_duration(elapsed)} elapsed')
-    if eta is not None:
-        text += f', about {fmt_duration(eta)} left'
-    return text
-
-
-def estimate_left(pending_costs: List[float],
-                  running: List[Tuple[float, float]], seconds_per_cost: float,
-                  parallel: int) -> float:
-    """Seconds until the suite is done: the work still to do (each pending
-    run's cost, and what the running runs have left, as ``(cost, seconds
-    since it started)``), in seconds at the measured ``seconds_per_cost``
-    of the runs finished so far (their own wall times, not the suite's),
-    shared by ``parallel`` slots."""
-    work = sum(c * seconds_per_cost for c in pending_costs) + sum(
-        max(c * seconds_per_cost - ran, 0.0) for c, ran in running)
-    return work / max(parallel, 1)
-
-
 def _print(msg: str) -> None:
     print(msg, flush=True)
 
@@ -314,16 +287,20 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
         f'{len(suite.runs) - len(todo)} already done, {len(todo)} to run, '
         f'{suite.parallel} at a time with OMP_NUM_THREADS={suite.threads}; '
         f'runs in {suite.work_root}')
-    if dry_run:
+    if dry_run:  # the commands; their data folder need not exist here
         for run in todo:
-            log(f'  {run.run_id} ({run_state(run)}): ' +
-                ' '.join(_steps(run)[0].cmd[1:]))
+            try:
+                cmd = ' '.join(_steps(run)[0].cmd[1:])
+            except SuiteError as err:
+                cmd = f'(no command yet: {err})'
+            log(f'  {run.run_id} ({run_state(run)}): {cmd}')
         return results
+    check_data_root(todo)
     # Order: longest first (less idle time at the end), a run's dependency
     # before it.
     pending = sorted(todo, key=lambda r: (-r.cost, r.run_id))
-    total, done = len(suite.runs), len(suite.runs) - len(todo)
-    start = time.time()
+    from mmengine.utils import ProgressBar
+    bar = ProgressBar(len(todo), bar_width=30, file=LogLines(log))
     running: Dict[futures.Future, Tuple[Run, float]] = {}  # run, start
     failed: Dict[str, str] = {}
     cost_done = run_seconds = 0.0  # of the runs finished by this call
@@ -345,8 +322,8 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
                 if ok is None:
                     pending.remove(run)
                     failed[run.run_id] = f'its dependency {run.needs} failed'
-                    done += 1
                     log(status_line(run, None, failed[run.run_id]))
+                    bar.update()
                 elif ok:
                     pending.remove(run)
                     log(f'start {run.run_id}')
@@ -363,7 +340,6 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
             for fut in finished:
                 run, run_start = running.pop(fut)
                 now = time.time()
-                done += 1
                 try:
                     results[run.run_id] = fut.result()
                     log(status_line(run, results[run.run_id], None))
@@ -372,13 +348,14 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
                 except Exception as err:  # report, go on with the rest
                     failed[run.run_id] = str(err)
                     log(status_line(run, None, str(err)))
-                eta = None
+                bar.update()
                 if (pending or running) and cost_done:
-                    eta = estimate_left(
+                    left = estimate_left(
                         [r.cost for r in pending],
                         [(r.cost, now - t) for r, t in running.values()],
                         run_seconds / cost_done, suite.parallel)
-                log(_bar(done, total, now - start, eta))
+                    log(f'about {fmt_duration(left)} left (runs weighed by '
+                        f'their cost, {suite.parallel} at a time)')
     for run_id, err in failed.items():
         results[run_id] = dict(error=err)
     return results

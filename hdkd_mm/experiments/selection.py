@@ -37,7 +37,8 @@ import subprocess
 import sys
 from typing import Dict, List, Optional
 
-from .suite import SuiteError, format_options
+from .options import format_options
+from .spec import SuiteError
 
 RULES = ('min_room', 'best_mean')
 _TOP1 = re.compile(r'^exit(\d+)/top1$')
@@ -158,10 +159,35 @@ def choose(rows: List[Dict], rule: Dict) -> Dict:
                 'the γ that travelled farthest)')
 
 
-def run_selection(sel: Dict, threads: int = 1, log=print) -> Dict:
-    """Train every candidate not yet trained, score it, apply the rule;
-    writes ``WORK_ROOT/selection.json`` and returns it."""
+def train_candidate(sel: Dict, name: str, threads: int = 1,
+                    log=print) -> Dict[str, float]:
+    """Train one candidate unless it is trained (an interrupted run
+    resumes); returns its final held-out metrics."""
     repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    options = dict(sel['options'], **(sel['candidates'][name] or {}))
+    work_dir = osp.join(sel['work_root'], name)
+    metrics = final_heldout_metrics(work_dir)
+    if metrics is not None:
+        return metrics
+    log(f'[{name}] training in {work_dir}')
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads),
+               PYTHONPATH=repo + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    os.makedirs(work_dir, exist_ok=True)
+    with open(osp.join(work_dir, 'train.log'), 'a') as out:
+        subprocess.run(
+            [sys.executable, osp.join(repo, 'tools', 'train.py'),
+             sel['config'], '--work-dir', work_dir, '--resume',
+             '--cfg-options'] + format_options(options),
+            env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+    return final_heldout_metrics(work_dir)
+
+
+def run_selection(sel: Dict, threads: int = 1, log=print) -> Dict:
+    """Train every candidate the rule needs that is not trained yet, score
+    it, apply the rule; writes ``WORK_ROOT/selection.json`` and returns it.
+    (To train candidates side by side, call :func:`train_candidate` for
+    each in its own process first.)"""
     rows = []
     for name, extra in sel['candidates'].items():
         if sel['rule']['type'] == 'min_room' and any(
@@ -170,22 +196,7 @@ def run_selection(sel: Dict, threads: int = 1, log=print) -> Dict:
             continue
         options = dict(sel['options'], **(extra or {}))
         work_dir = osp.join(sel['work_root'], name)
-        metrics = final_heldout_metrics(work_dir)
-        if metrics is None:
-            log(f'[{name}] training in {work_dir}')
-            env = dict(os.environ, OMP_NUM_THREADS=str(threads),
-                       MKL_NUM_THREADS=str(threads),
-                       PYTHONPATH=repo + os.pathsep +
-                       os.environ.get('PYTHONPATH', ''))
-            os.makedirs(work_dir, exist_ok=True)
-            with open(osp.join(work_dir, 'train.log'), 'a') as out:
-                subprocess.run(
-                    [sys.executable, osp.join(repo, 'tools', 'train.py'),
-                     sel['config'], '--work-dir', work_dir, '--resume',
-                     '--cfg-options'] + format_options(options),
-                    env=env, stdout=out, stderr=subprocess.STDOUT,
-                    check=True)
-            metrics = final_heldout_metrics(work_dir)
+        metrics = train_candidate(sel, name, threads, log)
         top1 = exit_top1(metrics)
         travel = gamma_travel(work_dir, initial_gamma_of(sel['config'],
                                                          options))

@@ -4,7 +4,8 @@ cumulative cost.
     python tools/analysis/anytime_eval.py CONFIG CHECKPOINT --out FILE.json
 
 writes ``{"config": ..., "checkpoint": ..., "exits": [{"exit": k, "top1": ...,
-"top5": ..., "mflops": ...}, ...]}`` and prints a markdown table.
+"top5": ..., "mflops": ...}, ...]}`` and prints a markdown table (the
+library's :mod:`hdkd_mm.evaluation.anytime`).
 """
 import argparse
 import json
@@ -13,25 +14,7 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
-import hdkd_mm  # noqa: F401
-from hdkd_mm.evaluation.inference import per_exit_results
-from hdkd_mm.launch import load_config, prepare_config
-
-
-def anytime_table(exits) -> str:
-    lines = ['| exit | MFLOPs | top-1 (%) | top-5 (%) |',
-             '|---:|---:|---:|---:|']
-    for row in exits:
-        lines.append(f"| {row['exit']} | {row['mflops']:.2f} | "
-                     f"{row['top1']:.2f} | {row['top5']:.2f} |")
-    return '\n'.join(lines)
-
-
-def anytime_eval(config: str, checkpoint: str, cfg_options=None) -> dict:
-    cfg = prepare_config(load_config(config, cfg_options), config)
-    exits, num_samples = per_exit_results(cfg, checkpoint)
-    return dict(config=config, checkpoint=checkpoint,
-                num_samples=num_samples, exits=exits)
+from hdkd_mm.evaluation.anytime import anytime_eval, anytime_table
 
 
 def main():

@@ -17,8 +17,9 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
-from hdkd_mm.experiments.report import collect_from, rerun_table  # noqa: E402
+from hdkd_mm.experiments.report import collect_from  # noqa: E402
 from hdkd_mm.experiments.suite import SuiteError, load_suite  # noqa: E402
+from hdkd_mm.experiments.tables import rerun_table  # noqa: E402
 
 
 def main(argv=None):

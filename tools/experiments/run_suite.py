@@ -3,7 +3,7 @@ suite file, N at a time, then the per-suite tables and plots.
 
     python tools/experiments/run_suite.py SUITE.yaml [--parallel N]
         [--threads T] [--only PATTERN ...] [--dry-run] [--report-only]
-        [--doc docs/results.md | --no-doc]
+        [--doc docs/results.md | --no-doc] [--data-root DIR]
 
 Finished runs (``RUN/result.json``) are skipped, an interrupted run resumes
 from its last checkpoint, so the same command continues a suite across
@@ -47,13 +47,18 @@ def parse_args(argv=None):
                         'suite\'s `publish`, if any)')
     parser.add_argument('--no-doc', action='store_true',
                         help='do not update the suite\'s `publish` document')
+    parser.add_argument('--data-root', metavar='DIR',
+                        help='the data folder, put in place of {data_root} '
+                        'in the suite\'s options (wins over the suite file\'s '
+                        '`data_root`); the recorded run specs keep the '
+                        'placeholder')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        suite = load_suite(args.suite)
+        suite = load_suite(args.suite, data_root=args.data_root)
     except SuiteError as err:
         sys.exit(f'run_suite: error: {err}')
     if args.parallel is not None:
@@ -76,7 +81,8 @@ def main(argv=None):
             sys.exit(f'run_suite: error: --only {" ".join(args.only)} '
                      'matches no run of the suite.')
     from hdkd_mm.experiments.report import publish, write_report
-    from hdkd_mm.experiments.runner import fmt_duration, plan_runs, run_suite
+    from hdkd_mm.experiments.progress import fmt_duration
+    from hdkd_mm.experiments.runner import plan_runs, run_suite
     start = time.time()
     try:
         if args.report_only:
