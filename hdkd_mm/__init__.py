@@ -12,6 +12,6 @@ from .version import __version__
 
 apply_stack_fixes()
 
-from . import datasets, engine, evaluation, models  # noqa: E402,F401
+from . import apis, datasets, engine, evaluation, models  # noqa: E402,F401
 
 __all__ = ['__version__']

@@ -129,7 +129,7 @@ def test_config_only_hdkd_training_logs_and_checkpoints(tmp_path):
     hub = runner.message_hub
     for key in ('train/gamma/ce1', 'train/gamma/kd3-2', 'train/ema/ce3',
                 'train/objective/kd2-1', 'train/gamma_skipped',
-                'train/heldout/l_val', 'train/gamma.lr', 'train/model.lr'):
+                'train/heldout/l_val', 'train/gamma.lr', 'train/lr'):
         assert key in hub.log_scalars, key
     # the γ learning-rate schedule ran (0.05 → 0.025 after epoch 1)
     assert runner.optim_wrapper['gamma'].get_lr()['lr'][0] == \

@@ -44,13 +44,22 @@ def test_metric_reports_every_exit_from_predicted_samples():
     assert torch.equal(samples[0].pred_score, samples[0].exit_scores[-1])
     metric = MultiExitAccuracy(topk=(1, 5))
     metric.process(None, [s.to_dict() for s in samples])
-    result = metric.compute_metrics(metric.results)
-    assert set(result) == {f'exit{k}/top{n}' for k in range(1, 5)
-                           for n in (1, 5)}
-    assert result['exit4/top1'] == 100.0
-    assert result['exit1/top1'] == 0.0
-    assert result['exit2/top1'] == pytest.approx(
+    result = metric.evaluate(len(samples))
+    exit_keys = [f'multi-exit/exit{k}/top{n}' for k in range(1, 5)
+                 for n in (1, 5)]
+    # the last exit's top-k first (what save_best='auto' picks), then every
+    # exit's
+    assert list(result) == ['multi-exit/top1', 'multi-exit/top5'] + exit_keys
+    assert result['multi-exit/top1'] == result['multi-exit/exit4/top1']
+    assert result['multi-exit/top5'] == result['multi-exit/exit4/top5']
+    assert result['multi-exit/exit4/top1'] == 100.0
+    assert result['multi-exit/exit1/top1'] == 0.0
+    assert result['multi-exit/exit2/top1'] == pytest.approx(
         _reference_topk(logits, labels, 1)[1])
+    custom = MultiExitAccuracy(topk=(1, ), prefix='val')
+    custom.process(None, [s.to_dict() for s in samples])
+    assert list(custom.evaluate(len(samples)))[:2] == ['val/top1',
+                                                       'val/exit1/top1']
 
 
 def test_metric_rejects_samples_without_exit_scores():

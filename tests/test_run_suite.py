@@ -401,6 +401,14 @@ def test_archive_restores_a_suite_in_a_fresh_work_root(tmp_path):
                                       'gamma/kd2-1'} for r in records)
     out_dir = tmp_path / 'runs' / 'suites' / 'arch'
     table = (out_dir / 'anytime_top1.md').read_text()
+    # γ's travel: the learned run only (the frozen one cannot move), from
+    # the config's DS-like init to the archived final γ
+    travel = (out_dir / 'gamma_travel.md').read_text().splitlines()
+    assert len(travel) == 3 and travel[2].startswith('| hdkd_tiny | 0 | '
+                                                     'ds_like | ')
+    init = {'ce1': 1.0, 'ce2': 1.0, 'kd2-1': 1.0}  # DS-like, 2 exits
+    l1 = sum(abs(gamma[k] - v) for k, v in init.items())
+    assert f'| {l1:.3f} |' in travel[2]
 
     # A fresh clone on another machine: the work folders are gone, the
     # archive is there, the data lie elsewhere (nothing to train: the
@@ -434,6 +442,20 @@ def test_archive_restores_a_suite_in_a_fresh_work_root(tmp_path):
                          check=False)
     assert code != 0 and 'trained with another version of' in out
     assert 'resolved config digest' in out
+
+
+def test_gamma_travel_adds_up_the_logged_path():
+    from hdkd_mm.experiments.tables import gamma_travel
+    init = {'ce1': 1.0, 'kd2-1': 0.5}
+    logged = [{'iter': 1, 'gamma/ce1': 1.5, 'gamma/kd2-1': 0.5},
+              {'iter': 2, 'gamma/ce1': 1.0, 'gamma/kd2-1': 0.25}]
+    t = gamma_travel(init, {'ce1': 1.25, 'kd2-1': 0.25}, logged)
+    assert t['l1'] == pytest.approx(0.25 + 0.25)
+    assert t['relative'] == pytest.approx(0.5 / 1.5)
+    # 1 → 1.5 → 1.0 → 1.25 on ce1, 0.5 → 0.5 → 0.25 → 0.25 on kd2-1
+    assert t['path'] == pytest.approx(0.5 + 0.5 + 0.25 + 0.25)
+    assert (t['largest'], t['largest_change']) in (('ce1', 0.25),
+                                                   ('kd2-1', -0.25))
 
 
 def test_sync_archive_keeps_a_digest_added_to_the_archive(tmp_path):

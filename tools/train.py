@@ -24,7 +24,8 @@ def parse_args():
     parser.add_argument('--no-validate', action='store_true',
                         help='do not evaluate during training')
     parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale lr linearly with the total batch size')
+                        help='scale the learning rates linearly with the '
+                        "total batch size: θ's and γ's ε alike (README)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, e.g. '
                         'train_cfg.max_epochs=1')

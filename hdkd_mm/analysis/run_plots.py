@@ -4,10 +4,13 @@ exit's validation top-1 over epochs.
 
 MMEngine's ``LocalVisBackend`` writes ``<work_dir>/<timestamp>/vis_data/
 scalars.json``, one JSON dict per line: training lines carry ``iter``,
-``epoch``, ``step`` (= iter), ``lr``, ``loss`` and what the model logs
-(``gamma/ce1``, ``gamma/kd5-2``, ... for learned γ); validation lines carry
-``exit{k}/top1`` (:class:`~hdkd_mm.evaluation.MultiExitAccuracy`) and
-``step`` (= epoch with the default ``log_metric_by_epoch``).
+``epoch``, ``step`` (= iter), ``lr`` (θ's; γ's is ``gamma.lr``), ``loss``
+and what the model logs (``gamma/ce1``, ``gamma/kd5-2``, ... for learned γ);
+validation lines carry ``multi-exit/exit{k}/top1``
+(:class:`~hdkd_mm.evaluation.MultiExitAccuracy`; logs written before the
+metric had its prefix say ``exit{k}/top1``) and ``step`` (= epoch with the
+default ``log_metric_by_epoch``). Loss and learning-rate curves: MMPretrain's
+``tools/analysis_tools/analyze_logs.py plot_curve SCALARS --keys loss lr``.
 """
 import glob
 import json
@@ -17,12 +20,13 @@ import re
 from collections import OrderedDict
 from typing import Dict, List, Tuple
 
+from ..evaluation.metrics.multi_exit_accuracy import EXIT_TOP1_KEY
+
 __all__ = [
     'find_scalars', 'read_scalars', 'gamma_series', 'val_top1_series',
     'plot_gamma', 'plot_val_top1', 'plot_run'
 ]
 
-_EXIT_TOP1 = re.compile(r'^exit(\d+)/top1$')
 _GAMMA = re.compile(r'^gamma/([A-Za-z_]*)')
 
 
@@ -88,13 +92,13 @@ def gamma_series(records: List[Dict]) -> 'OrderedDict[str, Tuple]':
 
 
 def val_top1_series(records: List[Dict]) -> 'OrderedDict[int, Tuple]':
-    """``{k: (epochs, top1)}`` from the ``exit{k}/top1`` keys (x =
+    """``{k: (epochs, top1)}`` from the ``[prefix/]exit{k}/top1`` keys (x =
     ``epoch`` if the line has it, else ``step``), exits in order."""
     out: Dict[int, Tuple[List, List]] = {}
     for r in records:
         x = r.get('epoch', r.get('step'))
         for key, value in r.items():
-            m = _EXIT_TOP1.match(key)
+            m = EXIT_TOP1_KEY.match(key)
             if m and x is not None:
                 xs, ys = out.setdefault(int(m.group(1)), ([], []))
                 xs.append(x)

@@ -19,15 +19,31 @@ Config (MMEngine 0.10.7 has no multi-optimizer constructor of its own)::
 scale of ∇γ (which is ∝ ξ and shrinks with θ's schedule). Algorithm 1 written
 literally is ``gamma=dict(optimizer=dict(type='SGD', lr=ε))``.
 
-Models without learnable γ (fixed schemes, frozen γ) get
-``OptimWrapperDict(model=...)`` alone, so one config serves every scheme.
-Checkpoints hold both optimizers' states; resume restores them.
+Models without learnable γ (fixed schemes, frozen γ) get a dict with
+``model`` alone, so one config serves every scheme. Checkpoints hold both
+optimizers' states; resume restores them.
+
+**Logged learning rates.** θ's learning rate is logged as ``lr`` (as in every
+MMPretrain log, so MMPretrain's ``analyze_logs.py`` sees the training lines)
+and γ's as ``gamma.lr`` (MMEngine's ``OptimWrapperDict`` would log
+``model.lr`` and ``gamma.lr``).
+
+**``auto_scale_lr`` (``tools/train.py --auto-scale-lr``) scales ε too.**
+MMEngine's ``Runner.scale_lr`` multiplies the learning rate of every
+optimizer of the dict by ``total batch / base_batch_size``, and we keep that
+on purpose: the bilevel loop takes one γ step per θ step, so a batch r times
+larger gives γ r times fewer steps per epoch; γ's default optimizer, Adam,
+takes steps of about ε whatever the scale of ∇γ, so only a scaled ε moves γ as
+far per epoch as at the base batch size (the linear-scaling argument applied
+to γ). To keep ε fixed instead, divide ``optim_wrapper.gamma.optimizer.lr``
+by the same ratio in the config (the runner logs the ratio).
 """
 import contextlib
 import copy
 import math
 import numbers
 from collections import OrderedDict
+from typing import Dict, List
 
 import torch.nn as nn
 from mmengine.model import is_model_wrapper
@@ -67,9 +83,27 @@ def _check_gamma_lr(lr) -> None:
             "freeze γ with model.loss_weights=dict(init='fixed', path=...).")
 
 
+class BilevelOptimWrapperDict(OptimWrapperDict):
+    """``OptimWrapperDict(model=θ wrapper[, gamma=γ wrapper])`` that reports
+    θ's learning rate and momentum under the plain keys ``lr`` /
+    ``momentum`` (``base_lr``) and γ's as ``gamma.lr`` / ``gamma.momentum``;
+    everything else is MMEngine's ``OptimWrapperDict``."""
+
+    def _renamed(self, values: dict) -> dict:
+        return {key[len('model.'):] if key.startswith('model.') else key:
+                value for key, value in values.items()}
+
+    def get_lr(self) -> Dict[str, List[float]]:
+        return self._renamed(super().get_lr())
+
+    def get_momentum(self) -> Dict[str, List[float]]:
+        return self._renamed(super().get_momentum())
+
+
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class BilevelOptimWrapperConstructor:
-    """Build ``OptimWrapperDict(model=θ optimizer, gamma=γ optimizer)``.
+    """Build ``BilevelOptimWrapperDict(model=θ optimizer, gamma=γ
+    optimizer)``.
 
     Args:
         optim_wrapper_cfg (dict): the θ optim wrapper config, plus an optional
@@ -95,7 +129,7 @@ class BilevelOptimWrapperConstructor:
             _check_gamma_lr(gamma['optimizer']['lr'])
         self.gamma_cfg = gamma
 
-    def __call__(self, model: nn.Module) -> OptimWrapperDict:
+    def __call__(self, model: nn.Module) -> BilevelOptimWrapperDict:
         module = model.module if is_model_wrapper(model) else model
         weights = getattr(module, 'loss_weights', None)
         with _without_submodule(module, 'loss_weights'):
@@ -106,4 +140,4 @@ class BilevelOptimWrapperConstructor:
         if weights is not None and weights.learnable:
             wrappers['gamma'] = DefaultOptimWrapperConstructor(
                 copy.deepcopy(self.gamma_cfg))(weights)
-        return OptimWrapperDict(**wrappers)
+        return BilevelOptimWrapperDict(**wrappers)

@@ -20,6 +20,8 @@ Files (``OUT`` = the suite's ``out_dir``):
   the curves averaged over seeds;
 * ``gamma_<label>.png``: γ over training of the first seed of every cell
   that learns γ (``tools/analysis/plot_run.py``);
+* ``gamma_travel.md``: how far γ moved from its initialisation in every run
+  that learned it (L1 distance, relative, logged path length);
 * ``runs.md``, ``timing.md``, ``summary.json``, ``report.md`` (all of it).
 
 The tables are made in :mod:`hdkd_mm.experiments.tables`; this module
@@ -140,6 +142,9 @@ def write_report(suite: Suite, failed: Optional[Dict[str, str]] = None,
         files['budgeted.png'] = osp.join(out_dir, 'budgeted.png')
     for name in tables.gamma_plots(suite, done, out_dir):
         files[name] = osp.join(out_dir, name)
+    travel = tables.gamma_travel_table(suite, done)
+    if travel is not None:
+        put('gamma_travel.md', travel)
     put('runs.md', tables.runs_table(suite, done, failed))
     put('timing.md', tables.timing_table(suite, done))
     complete = len(done) == len(suite.runs)

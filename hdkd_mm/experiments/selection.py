@@ -32,16 +32,15 @@ point the validation loader there): no test image is read. The rules:
 import json
 import os
 import os.path as osp
-import re
 import subprocess
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
+from ..evaluation.metrics.multi_exit_accuracy import EXIT_TOP1_KEY, exit_top1
 from .options import format_options
 from .spec import SuiteError
 
 RULES = ('min_room', 'best_mean')
-_TOP1 = re.compile(r'^exit(\d+)/top1$')
 
 
 def load_selection(path: str, data_root: Optional[str] = None) -> Dict:
@@ -79,7 +78,8 @@ def load_selection(path: str, data_root: Optional[str] = None) -> Dict:
 
 def final_heldout_metrics(work_dir: str) -> Optional[Dict[str, float]]:
     """The last validation metrics MMEngine logged in ``work_dir`` (the
-    newest ``<timestamp>/vis_data/scalars.json`` holding ``exit1/top1``)."""
+    newest ``<timestamp>/vis_data/scalars.json`` holding per-exit top-1,
+    :data:`~hdkd_mm.evaluation.metrics.multi_exit_accuracy.EXIT_TOP1_KEY`)."""
     if not osp.isdir(work_dir):
         return None
     last = None
@@ -90,16 +90,9 @@ def final_heldout_metrics(work_dir: str) -> Optional[Dict[str, float]]:
         with open(path) as f:
             for line in f:
                 row = json.loads(line)
-                if 'exit1/top1' in row:
+                if any(EXIT_TOP1_KEY.match(k) for k in row):
                     last = row
     return last
-
-
-def exit_top1(metrics: Dict[str, float]) -> List[float]:
-    """Per-exit top-1 in exit order from ``exitK/top1`` keys."""
-    found = {int(m.group(1)): float(v) for k, v in metrics.items()
-             for m in [_TOP1.match(k)] if m}
-    return [found[k] for k in sorted(found)]
 
 
 def gamma_travel(work_dir: str, initial: Optional[Dict[str, float]]
@@ -122,9 +115,11 @@ def gamma_travel(work_dir: str, initial: Optional[Dict[str, float]]
     return sum(abs(float(last[f'gamma/{n}']) - v) for n, v in initial.items())
 
 
-def initial_gamma_of(config: str, options: Dict) -> Optional[Dict[str, float]]:
-    """γ at initialisation of the model a config builds (None when it learns
-    no γ)."""
+def initial_gamma_of(config: str, options: Dict
+                     ) -> Optional[Tuple[str, Dict[str, float]]]:
+    """``(init mode, {objective: γ})`` at initialisation of the model a
+    config builds with ``options``; None when it learns no γ (plain or
+    frozen)."""
     import hdkd_mm  # noqa: F401  (registers the modules)
     from mmpretrain.registry import MODELS
 
@@ -134,7 +129,8 @@ def initial_gamma_of(config: str, options: Dict) -> Optional[Dict[str, float]]:
     lw = getattr(model, 'loss_weights', None)
     if lw is None or not lw.learnable:
         return None
-    return {n: float(v) for n, v in zip(lw.names, lw.weights().tolist())}
+    return lw.init_mode, {n: float(v) for n, v in
+                          zip(lw.names, lw.weights().tolist())}
 
 
 def choose(rows: List[Dict], rule: Dict) -> Dict:
@@ -198,8 +194,8 @@ def run_selection(sel: Dict, threads: int = 1, log=print) -> Dict:
         work_dir = osp.join(sel['work_root'], name)
         metrics = train_candidate(sel, name, threads, log)
         top1 = exit_top1(metrics)
-        travel = gamma_travel(work_dir, initial_gamma_of(sel['config'],
-                                                         options))
+        init = initial_gamma_of(sel['config'], options)
+        travel = gamma_travel(work_dir, init[1] if init else None)
         rows.append(dict(name=name, options=extra or {}, heldout_top1=top1,
                          room=top1[-1] - top1[0],
                          mean=sum(top1) / len(top1), gamma_travel=travel))

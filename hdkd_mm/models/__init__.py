@@ -1,1 +1,1 @@
-from . import backbones, classifiers, heads, losses, weighting  # noqa: F401
+from . import backbones, classifiers, heads, losses, tta, weighting  # noqa: F401

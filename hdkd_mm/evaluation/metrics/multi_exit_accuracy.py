@@ -1,5 +1,6 @@
 """Anytime prediction: top-k accuracy of every exit."""
-from typing import List, Optional, Sequence
+import re
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.evaluator import BaseMetric
@@ -27,20 +28,42 @@ def exit_topk_accuracy(exit_scores: torch.Tensor, labels: torch.Tensor,
          for k in topk], dim=-1)
 
 
+#: A logged per-exit top-1 key: ``multi-exit/exit{k}/top1`` (any prefix), or
+#: ``exit{k}/top1`` as logs written before the metric had a prefix say.
+EXIT_TOP1_KEY = re.compile(r'^(?:[^/]+/)?exit(\d+)/top1$')
+
+
+def exit_top1(metrics: Dict[str, float]) -> List[float]:
+    """Every exit's top-1, in exit order, from a dict of logged metrics
+    (:data:`EXIT_TOP1_KEY` keys; an empty list when there are none)."""
+    found = {int(m.group(1)): float(v) for k, v in metrics.items()
+             for m in [EXIT_TOP1_KEY.match(k)] if m}
+    return [found[k] for k in sorted(found)]
+
+
 @METRICS.register_module()
 class MultiExitAccuracy(BaseMetric):
     """Top-k accuracy of every exit of a multi-exit classifier.
 
     Reads ``exit_scores`` (shape ``(K, C)``) from each predicted data sample
-    and reports ``exit{k}/top{n}`` for every exit k (1-based) and every n in
-    ``topk``, in percent.
+    and reports, in percent, under the prefix (``multi-exit`` by default, as
+    MMPretrain's ``SingleLabelMetric`` reports under ``single-label``):
+
+    * ``multi-exit/top{n}``: the last exit's top-n, the model's accuracy when
+      every exit runs (what ``pred_score`` holds). It comes first, so
+      ``save_best='auto'`` picks the last exit's top-1 for any K;
+    * ``multi-exit/exit{k}/top{n}``: exit k's (1-based) top-n, every exit.
+
+    So ``save_best='multi-exit/top1'`` keeps the checkpoint with the best
+    last exit, ``save_best='multi-exit/exit1/top1'`` the best first exit.
 
     Args:
         topk (Sequence[int]): the k of top-k. Default: ``(1, 5)``.
         collect_device (str): device used to collect results across ranks.
-        prefix (str, optional): prefix of the metric names. Default: none.
+        prefix (str, optional): prefix of the metric names; ``None`` gives
+            ``default_prefix`` (``'multi-exit'``).
     """
-    default_prefix: Optional[str] = None
+    default_prefix: Optional[str] = 'multi-exit'
 
     def __init__(self,
                  topk: Sequence[int] = (1, 5),
@@ -66,7 +89,11 @@ class MultiExitAccuracy(BaseMetric):
         scores = torch.stack([r[0] for r in results])
         labels = torch.tensor([r[1] for r in results])
         acc = exit_topk_accuracy(scores, labels, self.topk)
-        return {
+        last = acc.size(0) - 1
+        out = {f'top{n}': acc[last, i].item()
+               for i, n in enumerate(self.topk)}
+        out.update({
             f'exit{k + 1}/top{n}': acc[k, i].item()
             for k in range(acc.size(0)) for i, n in enumerate(self.topk)
-        }
+        })
+        return out

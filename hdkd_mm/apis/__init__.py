@@ -1,0 +1,3 @@
+from .multi_exit_inferencer import MultiExitInferencer
+
+__all__ = ['MultiExitInferencer']

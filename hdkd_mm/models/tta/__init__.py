@@ -1,0 +1,3 @@
+from .multi_exit_tta import AverageExitScoresTTA
+
+__all__ = ['AverageExitScoresTTA']
