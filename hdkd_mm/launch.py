@@ -30,7 +30,12 @@ def prepare_config(cfg: Config, config_path: str, launcher: str = 'none',
       (PyTorch refuses the combination); ``pin_memory`` only with CUDA;
     * distributed runs without CUDA use the gloo backend and a DDP wrapper
       with ``device_ids=None`` (CPU modules), and MMEngine's unconditional
-      ``torch.cuda.set_device`` is made a no-op.
+      ``torch.cuda.set_device`` is made a no-op;
+    * MMEngine's ``CheckpointHook`` (also its default when the config has
+      none) becomes :class:`~hdkd_mm.engine.AtomicCheckpointHook`, same
+      arguments: a run killed while saving keeps a complete checkpoint.
+      Done here rather than in the configs, so that the resolved configs,
+      and the experiment suites' config digests, stay as they are.
     """
     cfg.launcher = launcher
     if work_dir is not None:
@@ -58,6 +63,15 @@ def prepare_config(cfg: Config, config_path: str, launcher: str = 'none',
             find_unused_parameters=cfg.get('find_unused_parameters', False))
         wrapper['device_ids'] = None
         cfg.model_wrapper_cfg = wrapper
+    if cfg.get('default_hooks') is None:
+        cfg.default_hooks = {}
+    hooks = cfg.default_hooks
+    if 'checkpoint' not in hooks:  # MMEngine's default checkpoint hook
+        hooks['checkpoint'] = dict(type='CheckpointHook', interval=1)
+    ckpt = hooks['checkpoint']
+    if isinstance(ckpt, dict) and ckpt.get('type') in (
+            'CheckpointHook', 'mmengine.CheckpointHook'):
+        ckpt['type'] = 'AtomicCheckpointHook'
     os.environ.setdefault('LOCAL_RANK', '0')
     return cfg
 

@@ -386,17 +386,16 @@ def _resnet_classifier(out_indices, in_channels=None):
 
 
 def test_out_indices_that_do_not_match_the_head_exits():
-    model = _resnet_classifier((2, 3), in_channels=[16, 32, 64])
-    with pytest.raises(ValueError, match=r'3 exits .* returned 2 features'
-                       r'.*out_indices'):
-        model(torch.zeros(1, 3, 32, 32), mode='tensor')
+    # refused when the classifier is built, not in its first forward
+    with pytest.raises(ValueError, match=r'3 exits, but the backbone .* '
+                       r'returns 2 features.*out_indices'):
+        _resnet_classifier((2, 3), in_channels=[16, 32, 64])
 
 
 def test_channel_widths_that_do_not_match_the_features():
-    model = _resnet_classifier((2, 3), in_channels=[32, 48])
     with pytest.raises(ValueError, match=r'in_channels=\[32, 48\].*'
                        r'widths \[32, 64\]'):
-        model(torch.zeros(1, 3, 32, 32), mode='tensor')
+        _resnet_classifier((2, 3), in_channels=[32, 48])
     # inferred widths always match
     model = _resnet_classifier((2, 3))
     assert model.head.in_channels == [32, 64]

@@ -355,13 +355,13 @@ def test_ddp_two_ranks_gamma_identical(tmp_path):
     ({'heldout_size': 30}, 'held-out split overlaps the training split'),
     # 10 of the 20 held out: disjoint here, but not by construction
     ({'heldout_size': 10}, 'held-out split is not provably disjoint'),
-    ({'split': 'train'}, "heldout_ds has split='train', expected"),
 ])
 def test_heldout_split_overlapping_training_is_an_error_at_start(
         tmp_path, heldout_options, message):
     """A harmonized run whose held-out split shares images with its training
     split (another seed or size than the training split's partition, or the
-    training split itself) stops before the first step, naming the fix."""
+    training split itself: tests/test_config_checks.py) stops before the
+    first step, naming the fix."""
     from tool_helpers import write_tiny_demo_config
     path = write_tiny_demo_config(tmp_path / 'data', name='hdkd_tiny.py',
                                   per_class=(8, 4), scheme='hdkd')

@@ -108,7 +108,9 @@ def test_bad_options(kw):
     (dict(jvp_backend='jax'), r"train_cfg.bilevel.jvp_backend 'jax'"),
     (dict(gamma_interval=0), r'gamma_interval must be an integer >= 1, got 0'),
     (dict(gamma_interval=1.5), r'gamma_interval must be an integer'),
-    (dict(fd_eps=0.0), r'fd_eps must be > 0, got 0.0'),
+    (dict(fd_eps=0.0), r'fd_eps must be a finite number > 0, got 0.0'),
+    (dict(fd_eps=float('inf')), r'fd_eps must be a finite number > 0, got '
+     'inf'),
     (dict(hypergrads='jvp'), r"train_cfg.bilevel has no key 'hypergrads'"),
 ])
 def test_bad_bilevel_step_options(kw, message):
@@ -195,6 +197,9 @@ def test_clamp_and_none_projection():
 def test_ema_eq9_first_value_sets_it():
     lw = weights(3)
     assert not bool(lw.ema_initialised)
+    # a first value with a non-finite entry sets nothing
+    lw.update_ema(torch.tensor([float('nan'), 1.0, 1.0]))
+    assert not bool(lw.ema_initialised) and lw.ema.tolist() == [0.0] * 3
     lw.update_ema(torch.tensor([2.0, 1.0, 0.5]))
     assert lw.ema.tolist() == [2.0, 1.0, 0.5]
     lw.update_ema(torch.tensor([1.0, 1.0, 1.5]))

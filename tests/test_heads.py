@@ -108,9 +108,14 @@ def test_classifier_with_msdnet_runs_every_mode():
 
 
 def test_head_exits_must_match_backbone_outputs():
-    model = _classifier(in_channels=[44, 68])  # 2 exits, backbone gives 3
-    with pytest.raises(ValueError, match='exits'):
-        model(torch.randn(1, 3, 32, 32), mode='tensor')
+    # 2 exits, the backbone gives 3: refused when the classifier is built
+    # (tests/test_config_checks.py); the head also refuses in its forward
+    with pytest.raises(ValueError, match='2 exits, but the backbone'):
+        _classifier(in_channels=[44, 68])
+    head = _classifier().head
+    with pytest.raises(ValueError, match='has 3 exits but the backbone '
+                       'returned 2 features'):
+        head([torch.randn(1, 44, 8, 8), torch.randn(1, 68, 8, 8)])
 
 
 def test_inline_subnetwork_collaboration():

@@ -5,6 +5,8 @@ import os
 from mmengine.config import DictAction
 
 import hdkd_mm  # noqa: F401  (registers modules, applies stack fixes)
+from hdkd_mm.engine.checkpoint import find_resume_checkpoint
+from hdkd_mm.engine.checks import check_training_setup
 from hdkd_mm.launch import (build_runner, finish_distributed,
                             load_config, prepare_config)
 
@@ -16,7 +18,7 @@ def parse_args():
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint, or (no value) from the latest '
-        'checkpoint in the work dir')
+        'complete checkpoint in the work dir (a fresh start if none)')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision for the θ forward/backward')
     parser.add_argument('--no-validate', action='store_true',
@@ -45,12 +47,15 @@ def main():
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        # the last complete checkpoint of the work dir; none: a fresh start
+        ckpt = find_resume_checkpoint(cfg.work_dir)
+        cfg.resume, cfg.load_from = ckpt is not None, ckpt
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
     runner = build_runner(cfg)
+    check_training_setup(runner)  # before anything is trained or loaded
     try:
         runner.train()
     finally:

@@ -1,6 +1,8 @@
 """The bilevel iteration of the harmonized schemes inside MMEngine: the
 hypergradient, the two-optimizer constructor, the held-out train loop and the
-step's knobs.
+step's knobs; the checks of a training set-up that run before the first step
+(:mod:`.checks`) and checkpoints that a killed run never leaves half-written
+(:mod:`.checkpoint`).
 
 Enabling HDKD on a config is one ``_base_`` schedule
 (``configs/_base_/schedules/*_bilevel.py``) and the scheme; spelled out::
@@ -34,6 +36,7 @@ The same optim_wrapper/param_scheduler/train_cfg serve the fixed schemes
 for them. A plain ``param_scheduler`` (not split by optimizer) would drive the
 γ learning rate with θ's schedule too.
 """
+from .checkpoint import AtomicCheckpointHook, find_resume_checkpoint
 from .hypergrad import (HypergradResult, all_reduce_mean, batch_statistics,
                         gamma_hypergradient, heldout_gradient,
                         objective_finite_diff, objective_jvp, virtual_step)
@@ -42,6 +45,7 @@ from .optim import BilevelOptimWrapperConstructor
 from .step_cfg import BilevelStepConfig
 
 __all__ = [
+    'AtomicCheckpointHook', 'find_resume_checkpoint',
     'BilevelEpochBasedTrainLoop', 'BilevelOptimWrapperConstructor',
     'BilevelStepConfig', 'HeldOutStream', 'HypergradResult',
     'all_reduce_mean', 'batch_statistics', 'gamma_hypergradient',

@@ -15,12 +15,14 @@ knobs from ``train_cfg.bilevel`` (:class:`~hdkd_mm.engine.BilevelStepConfig`).
 
 The loop behaves exactly like MMEngine's ``EpochBasedTrainLoop`` for models
 that do not learn γ (it then builds no held-out loader), so one base config
-serves every scheme. A model that learns γ without a held-out dataloader is an
-error when the loop is built, i.e. before training starts, and so is a
-held-out split that shares images with the training split (or cannot be
-shown not to: both must be :class:`~hdkd_mm.datasets.HeldOutSplit` views of
-one partition, see :func:`~hdkd_mm.datasets.check_disjoint`); held-out data
-of another kind is used with a warning that nothing proves it disjoint.
+serves every scheme. When the loop is built, i.e. before training starts,
+the set-up is checked (:mod:`hdkd_mm.engine.checks`): a model that learns γ
+needs a held-out dataloader that gives batches, a γ optimizer, and a
+held-out set that shares no image with the training set (two
+:class:`~hdkd_mm.datasets.HeldOutSplit` views of one partition, see
+:func:`~hdkd_mm.datasets.check_disjoint`) nor with the val/test sets, unless
+``allow_heldout_overlap=True``; held-out data that cannot be compared with
+the training set is used with a warning that nothing proves it disjoint.
 
 Data parallelism: MMEngine's ``MMDistributedDataParallel.train_step`` runs
 its own step (and fails on an ``OptimWrapperDict``), so the loop calls
@@ -38,7 +40,8 @@ from the train epoch (``epoch * 4096 + cycle``, cycling when the held-out
 split is exhausted within an epoch), so the held-out batches are a function
 of (epoch, iteration) and a resumed run sees the same ones.
 """
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+import logging
+from typing import List, Optional, Sequence, Tuple, Union
 
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -46,6 +49,7 @@ from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import LOOPS
 from torch.utils.data import DataLoader
 
+from .checks import check_heldout_data, check_training_setup
 from .step_cfg import BilevelStepConfig
 
 
@@ -78,7 +82,10 @@ class HeldOutStream:
             try:
                 return next(self._it)
             except StopIteration:
-                raise RuntimeError('The held-out dataloader is empty.')
+                raise RuntimeError(
+                    'The held-out dataloader gave no batch: check '
+                    'heldout_dataloader.batch_size against the size of the '
+                    'held-out split (drop_last=True drops a short batch).')
 
     __call__ = next
 
@@ -92,34 +99,6 @@ def train_step(model, data, optim_wrapper):
     return model.train_step(data, optim_wrapper=optim_wrapper)
 
 
-def check_heldout_disjoint(train_loader: DataLoader,
-                           heldout_loader: DataLoader) -> None:
-    """γ is fitted on held-out images, which must never be trained on.
-
-    Raises:
-        ValueError: two :class:`~hdkd_mm.datasets.HeldOutSplit` sets that
-            overlap or are not views of the same partition (the message names
-            the fix).
-    """
-    from hdkd_mm.datasets import HeldOutSplit, check_disjoint
-    train_ds, heldout_ds = train_loader.dataset, heldout_loader.dataset
-    if isinstance(train_ds, HeldOutSplit) and isinstance(heldout_ds,
-                                                         HeldOutSplit):
-        try:
-            check_disjoint(train_ds, heldout_ds)
-        except ValueError as err:
-            raise ValueError(
-                f'heldout_dataloader: γ would be fitted on training images: '
-                f'{err}') from None
-        return
-    print_log(
-        f'The held-out set ({type(heldout_ds).__name__}) and the training '
-        f'set ({type(train_ds).__name__}) are not both HeldOutSplit views of '
-        'one partition, so nothing checks that γ is fitted on images the '
-        'model never trains on; make sure they are disjoint.',
-        logger='current', level=30)
-
-
 @LOOPS.register_module()
 class BilevelEpochBasedTrainLoop(EpochBasedTrainLoop):
     """``EpochBasedTrainLoop`` that feeds held-out batches to γ steps.
@@ -130,6 +109,11 @@ class BilevelEpochBasedTrainLoop(EpochBasedTrainLoop):
         bilevel (dict, optional): the bilevel step's knobs, a
             :class:`~hdkd_mm.engine.BilevelStepConfig` (validated here, for
             every scheme); its defaults when left out.
+        allow_heldout_overlap (bool): train even when the held-out set
+            shares images with the training set or is a val/test set (an
+            error otherwise; see :func:`~hdkd_mm.engine.checks.
+            check_heldout_data`). Logged loudly and recorded in the message
+            hub (``heldout_overlap``, saved in checkpoints). Default: False.
         Others: as ``EpochBasedTrainLoop``.
     """
 
@@ -137,13 +121,16 @@ class BilevelEpochBasedTrainLoop(EpochBasedTrainLoop):
                  val_begin: int = 1, val_interval: int = 1,
                  dynamic_intervals: Optional[List[Tuple[int, int]]] = None,
                  heldout_dataloader: Union[dict, DataLoader, None] = None,
-                 bilevel: Optional[dict] = None):
+                 bilevel: Optional[dict] = None,
+                 allow_heldout_overlap: bool = False):
         self.step_cfg = BilevelStepConfig.from_cfg(bilevel)
+        check_training_setup(runner)
         super().__init__(runner, dataloader, max_epochs, val_begin,
                          val_interval, dynamic_intervals)
         model = runner.model
         module = model.module if is_model_wrapper(model) else model
         self.heldout: Optional[HeldOutStream] = None
+        self.heldout_overlap: List[str] = []
         if not getattr(module, 'learns_loss_weights', False):
             return
         cfg = heldout_dataloader
@@ -164,7 +151,8 @@ class BilevelEpochBasedTrainLoop(EpochBasedTrainLoop):
                                                         False)
             cfg = runner.build_dataloader(
                 cfg, seed=runner.seed, diff_rank_seed=diff_rank_seed)
-        check_heldout_disjoint(self.dataloader, cfg)
+        self.heldout_overlap = check_heldout_data(
+            runner, self.dataloader, cfg, allow_overlap=allow_heldout_overlap)
         self.heldout = HeldOutStream(cfg)
         module.set_heldout_source(self.heldout)
         module.set_bilevel_step(self.step_cfg)
@@ -172,6 +160,11 @@ class BilevelEpochBasedTrainLoop(EpochBasedTrainLoop):
     def run_epoch(self) -> None:
         if self.heldout is not None:
             self.heldout.start_epoch(self._epoch)
+            if self.heldout_overlap:
+                print_log('allow_heldout_overlap=True: this epoch fits γ on '
+                          'a held-out set that is not held out (see the '
+                          'start of the log).', logger='current',
+                          level=logging.WARNING)
         super().run_epoch()
 
     def run_iter(self, idx, data_batch: Sequence[dict]) -> None:

@@ -40,6 +40,8 @@ by the same ratio in the config (the runner logs the ratio).
 """
 import contextlib
 import copy
+import math
+import numbers
 from collections import OrderedDict
 from typing import Dict, List
 
@@ -66,6 +68,19 @@ def _without_submodule(module: nn.Module, name: str):
     finally:
         module._modules.clear()
         module._modules.update(saved)
+
+
+def _check_gamma_lr(lr) -> None:
+    """ε, the γ learning rate, must be a finite number > 0 (torch accepts
+    inf, and refuses a negative or NaN one without naming the key)."""
+    number = isinstance(lr, numbers.Real) and not isinstance(lr, bool)
+    if not (number and math.isfinite(lr) and lr > 0):
+        raise ValueError(
+            f'optim_wrapper.gamma.optimizer.lr={lr!r}: ε, the learning rate '
+            'of the objective weights γ, must be a finite number > 0 (a '
+            'negative ε climbs the held-out loss, NaN or inf destroys γ); '
+            "fix: e.g. gamma=dict(optimizer=dict(type='Adam', lr=1e-3)), or "
+            "freeze γ with model.loss_weights=dict(init='fixed', path=...).")
 
 
 class BilevelOptimWrapperDict(OptimWrapperDict):
@@ -110,6 +125,8 @@ class BilevelOptimWrapperConstructor:
             raise ValueError('optim_wrapper.gamma needs `optimizer` (the γ '
                              "optimizer, e.g. dict(type='Adam', lr=1e-3)).")
         gamma.setdefault('type', 'OptimWrapper')
+        if 'lr' in gamma['optimizer']:  # else the optimizer's default
+            _check_gamma_lr(gamma['optimizer']['lr'])
         self.gamma_cfg = gamma
 
     def __call__(self, model: nn.Module) -> BilevelOptimWrapperDict:

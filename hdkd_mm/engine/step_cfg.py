@@ -16,6 +16,7 @@ training step (:meth:`~hdkd_mm.models.MultiExitClassifier.set_bilevel_step`).
 γ itself, its initialisation, projection, α and the loss EMAs are the model's
 (:class:`~hdkd_mm.models.weighting.LearnedLossWeights`).
 """
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
@@ -69,9 +70,10 @@ class BilevelStepConfig:
             raise ValueError(
                 'train_cfg.bilevel.gamma_interval must be an integer >= 1, '
                 f'got {self.gamma_interval!r}.')
-        if not float(self.fd_eps) > 0:
+        if not 0 < float(self.fd_eps) < math.inf:
             raise ValueError(
-                f'train_cfg.bilevel.fd_eps must be > 0, got {self.fd_eps!r}.')
+                'train_cfg.bilevel.fd_eps must be a finite number > 0, got '
+                f'{self.fd_eps!r}.')
 
     @classmethod
     def from_cfg(cls, cfg: Optional[dict]) -> 'BilevelStepConfig':

@@ -13,6 +13,8 @@ from mmpretrain.structures import DataSample
 
 from hdkd_mm.engine.step_cfg import MOVED_FROM_LOSS_WEIGHTS, BilevelStepConfig
 
+from .checks import check_exits_match_backbone, check_hard_labels
+
 
 def check_timm_features(backbone: nn.Module) -> None:
     """A ``TIMMBackbone`` must return per-stage features: raise a
@@ -123,7 +125,8 @@ class MultiExitClassifier(ImageClassifier):
         if isinstance(backbone, dict):
             backbone = MODELS.build(backbone)
         check_timm_features(backbone)
-        if isinstance(head, dict) and head.get('in_channels') is None:
+        inferred = isinstance(head, dict) and head.get('in_channels') is None
+        if inferred:
             head = dict(head, in_channels=infer_exit_channels(backbone))
         super().__init__(
             backbone=backbone,
@@ -133,6 +136,9 @@ class MultiExitClassifier(ImageClassifier):
             train_cfg=train_cfg,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
+        if not inferred:
+            check_exits_match_backbone(self.backbone, self.head)
+        check_hard_labels(self.data_preprocessor)
         self._build_loss_weights(loss_weights)
         self._heldout_source: Optional[Callable[[], dict]] = None
         self.bilevel_step = BilevelStepConfig()

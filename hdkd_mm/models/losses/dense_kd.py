@@ -11,6 +11,7 @@ Which objectives exist, and whether their weights are fixed or learned (γ), is
 the training *scheme* (:data:`SCHEMES`). The loss, the γ weighting, the logging
 and the docs all read the set from here.
 """
+import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -91,6 +92,20 @@ def build_objectives(num_exits: int, kd_pairs: str) -> List[Objective]:
     return objectives
 
 
+def _finite(key: str, value, fix: str) -> float:
+    """``value`` as a float; a ValueError naming the config key when it is
+    not a finite number (NaN or ±inf would silently poison every loss)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(
+            f'model.head.loss.{key}={value!r} is not a finite number, and '
+            f'NaN or inf would turn every loss into NaN; fix: {fix}.')
+    return number
+
+
 @MODELS.register_module()
 class DenseKDLoss(nn.Module):
     """Per-objective losses of a multi-exit classifier.
@@ -98,10 +113,12 @@ class DenseKDLoss(nn.Module):
     Args:
         scheme (str): one of :data:`SCHEMES`. Default: ``'msdnet'``.
         num_exits (int): number of exits K.
-        temperature (float): distillation temperature T. The paper does not
-            give its value; 4.0 is the common choice of the KD literature.
+        temperature (float): distillation temperature T, finite and > 0.
+            The paper does not give its value; 4.0 is the common choice of
+            the KD literature.
         kd_weight (float): λ of Eq. 3/4, the fixed weight of every KD term in
-            the non-learned schemes. Default: 1.0.
+            the non-learned schemes: finite and >= 0 (and <= 1 for ``impr``,
+            whose CE weight is 1 - λ). Default: 1.0.
 
     ``forward(exit_logits, target)`` takes K tensors of shape ``(N, C)`` and
     labels of shape ``(N,)`` and returns the vector of the M objective losses,
@@ -116,11 +133,29 @@ class DenseKDLoss(nn.Module):
         super().__init__()
         self.scheme_name = scheme
         self.scheme = get_scheme(scheme)
-        if temperature <= 0:
-            raise ValueError(f'temperature must be > 0, got {temperature}.')
         self.num_exits = num_exits
-        self.temperature = float(temperature)
-        self.kd_weight = float(kd_weight)
+        self.temperature = _finite('temperature', temperature,
+                                   'temperature=4.0')
+        if self.temperature <= 0:
+            raise ValueError(
+                f'model.head.loss.temperature={temperature!r}: the KD '
+                'temperature T divides the logits and must be > 0; fix: '
+                'temperature=4.0 (the configs\' value; impr uses 1.0).')
+        self.kd_weight = _finite('kd_weight', kd_weight, 'kd_weight=1.0')
+        if self.kd_weight < 0:
+            raise ValueError(
+                f'model.head.loss.kd_weight={kd_weight!r}: λ weighs every '
+                'KD term, and a negative λ maximises the distillation loss '
+                '(the training loss goes below zero and the exits are pushed '
+                'away from their teachers); fix: kd_weight >= 0 (1.0 in the '
+                'configs, 0 for no distillation).')
+        if scheme == 'impr' and self.kd_weight > 1:
+            raise ValueError(
+                f"model.head.loss.kd_weight={kd_weight!r} with scheme='impr':"
+                ' the CE of every exit but the last is weighted by 1 - λ = '
+                f'{1 - self.kd_weight:g}, a negative weight that maximises '
+                'those exits\' classification loss; fix: 0 <= kd_weight <= 1 '
+                "(IMTA's published value is 0.1).")
         self.objectives = build_objectives(num_exits, self.scheme.kd_pairs)
         self.register_buffer(
             'default_weights',

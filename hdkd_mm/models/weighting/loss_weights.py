@@ -208,9 +208,10 @@ class LearnedLossWeights(BaseModule):
             raise ValueError(
                 f'Expected {self.num_exits} exit cross-entropies, got '
                 f'{ce.numel()}.')
-        if not bool(self.ema_initialised):
-            return ce.detach().to(self.ema)
-        return self.ema
+        # torch.where, not `if bool(...)`: no host-device sync in the
+        # γ-gradient pass (bench/gpu_acceptance.py counts them)
+        return torch.where(self.ema_initialised, self.ema,
+                           ce.detach().to(self.ema))
 
     def val_loss(self, ce: torch.Tensor) -> torch.Tensor:
         """Eq. 10 for the per-exit held-out cross-entropies ``ce`` (K,):
@@ -238,15 +239,14 @@ class LearnedLossWeights(BaseModule):
         Non-finite values leave their E_k unchanged."""
         ce = ce.detach().to(self.ema)
         finite = torch.isfinite(ce)
-        if not bool(self.ema_initialised):
-            if not bool(finite.all()):
-                return
-            self.ema.copy_(ce)
-            self.ema_initialised.fill_(True)
-            return
+        init, all_finite = self.ema_initialised, finite.all()
         m = self.ema_momentum
-        new = m * self.ema + (1 - m) * ce
-        self.ema.copy_(torch.where(finite, new, self.ema))
+        # the same updates as `if initialised: ... else: ...`, without
+        # reading the flags on the host (a sync per γ step on a GPU)
+        new = torch.where(init, m * self.ema + (1 - m) * ce, ce)
+        keep = torch.where(init, finite, all_finite)
+        self.ema.copy_(torch.where(keep, new, self.ema))
+        self.ema_initialised.logical_or_(all_finite)
 
     # --------------------------------------------------------- logging
     def log_vars(self) -> Dict[str, float]:
@@ -355,9 +355,15 @@ def load_gamma(path: str, names: Sequence[str],
             key = cands[0]
         gamma = state[key].detach().float().flatten().clone()
     check_gamma_length(gamma, num, path, num_exits)
-    if not bool(torch.isfinite(gamma).all()) or bool((gamma < 0).any()):
-        raise ValueError(f'{path}: γ must be finite and non-negative, got '
-                         f'{gamma.tolist()}.')
+    bad = [f'{n}={float(v)!r}' for n, v in zip(names, gamma)
+           if not (bool(torch.isfinite(v)) and float(v) >= 0)]
+    if bad:
+        raise ValueError(
+            f"model.loss_weights.path={path!r} (init='fixed'): the fixed γ "
+            f'must be finite and >= 0, got {", ".join(bad)}: a negative '
+            'weight maximises its objective and NaN or inf makes every loss '
+            'NaN; fix: give finite weights >= 0 (e.g. the gamma.json of a '
+            'finished HDKD run).')
     return gamma
 
 
