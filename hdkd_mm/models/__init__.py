@@ -1,1 +1,2 @@
-from . import backbones, classifiers, heads, losses, tta, weighting  # noqa: F401
+from . import (backbones, classifiers, exits, heads, losses, tta,  # noqa: F401
+               weighting)

@@ -43,6 +43,8 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
+from hdkd_mm.models.exits.protocol import ExitMarker, ExitProtocol
+
 Tensors = List[torch.Tensor]
 
 
@@ -380,3 +382,35 @@ class MSDNet(BaseModule):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """``(N, C, H, W)`` -> K features, one per block (see class doc)."""
         return tuple(self.forward_blocks(x))
+
+    def exit_protocol(self) -> 'MSDNetExitProtocol':
+        """The exit protocol (:mod:`hdkd_mm.models.exits`): stage k is block
+        k; the state is the tuple of scale maps."""
+        return MSDNetExitProtocol(self)
+
+
+class MSDNetExitProtocol(ExitProtocol):
+    """MSDNet's exits: ``exit_channels``, one marker per block, and staged
+    execution on its own ``blocks``. The state is ``(image, )`` before block
+    0, then the scale maps block k returned (finest first; the last is exit
+    k's feature). Gradient equilibrium rescales gradients only, so the
+    staged forward equals ``forward``."""
+
+    def __init__(self, backbone: MSDNet):
+        super().__init__(backbone)
+        self.blocks = backbone.blocks
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.blocks)
+
+    def exit_channels(self) -> List[int]:
+        return list(self.backbone.exit_channels)
+
+    def cost_markers(self) -> List[ExitMarker]:
+        return [ExitMarker(block) for block in self.blocks]
+
+    def run(self, k: int, state):
+        # block 0 starts with the stem, which takes the image tensor
+        scales = self.blocks[k](state[0] if k == 0 else list(state))
+        return tuple(scales), scales[-1]
