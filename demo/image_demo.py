@@ -70,7 +70,7 @@ def main(argv=None):
     args = parse_args(argv)
     early_exit = None
     if args.thresholds is not None:
-        from hdkd_mm.evaluation.early_exit import parse_thresholds
+        from hdkd_mm.evaluation.thresholds import parse_thresholds
         early_exit = dict(thresholds=parse_thresholds(args.thresholds))
     inferencer = MultiExitInferencer(
         args.model, pretrained=args.checkpoint or True, device=args.device,

@@ -16,9 +16,10 @@ from mmpretrain.structures import DataSample
 import hdkd_mm  # noqa: F401
 from hdkd_mm.analysis.flops import exit_costs
 from hdkd_mm.evaluation.budgeted import apply_thresholds, exit_confidences
-from hdkd_mm.evaluation.early_exit import (EarlyExitPredictor, _conf_pred,
-                                           check_thresholds,
+from hdkd_mm.evaluation.early_exit import (EarlyExitPredictor,
                                            early_exit_forward)
+from hdkd_mm.evaluation.thresholds import check_thresholds
+from hdkd_mm.models.exits import UnsupportedBackboneError
 
 INF = float('inf')
 K = 4
@@ -208,17 +209,6 @@ def test_padding_guard_for_a_single_remaining_sample(model, batch, costs):
     np.testing.assert_array_equal(res.exit0, exits)
 
 
-def test_conf_pred_is_bitwise_exit_confidences():
-    rng = np.random.default_rng(0)
-    for n, c in ((1, 10), (7, 10), (64, 100), (5, 1000), (3, 3)):
-        logits = (rng.standard_normal((n, c)) * 5).astype(np.float32)
-        logits[0, :2] = logits[0, 0]  # a tie for argmax
-        conf, pred = _conf_pred(logits)
-        conf_ref, pred_ref = exit_confidences(logits[:, None])
-        np.testing.assert_array_equal(conf, conf_ref[:, 0])
-        np.testing.assert_array_equal(pred, pred_ref[:, 0])
-
-
 def test_exit_costs_default_from_input_shape(model, batch, costs):
     res = early_exit_forward(model, batch, [-INF] * K)
     np.testing.assert_allclose(res.mflops.numpy(), costs[0])
@@ -239,7 +229,8 @@ def test_bad_input(model, batch, costs):
         model.eval()
     other = types.SimpleNamespace(backbone=nn.Conv2d(3, 3, 1),
                                   head=model.head)
-    with pytest.raises(NotImplementedError, match='backbone Conv2d'):
+    with pytest.raises(UnsupportedBackboneError,
+                       match=r'Conv2d .*exit protocol .*hdkd_mm/models/exits/'):
         EarlyExitPredictor(other, [-INF] * K)
 
 

@@ -15,9 +15,11 @@ from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
 import hdkd_mm  # noqa: F401
-from hdkd_mm.analysis.flops import (ExitMarker, default_input_shape,
-                                    exit_costs, exit_stage_modules,
-                                    module_cost)
+from hdkd_mm.analysis.flops import default_input_shape, exit_costs
+from hdkd_mm.analysis.cost_tracer import module_cost
+from hdkd_mm.models.exits import (ExitMarker, ExitProtocol,
+                                  UnsupportedBackboneError, exit_protocol,
+                                  register_exit_protocol)
 from tool_helpers import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -84,7 +86,7 @@ def test_msdnet_imagenet_matches_reference_counts(step):
 
 def test_meta_device_and_cpu_give_the_same_counts():
     cfg = msdnet_cifar(3, num_classes=10)
-    cpu = exit_costs(MODELS.build(cfg))  # default shape: cifar stem, 32×32
+    cpu = exit_costs(MODELS.build(cfg), (3, 32, 32))
     meta = exit_costs(build_on_meta(cfg), (3, 32, 32))
     assert cpu == meta
 
@@ -163,30 +165,36 @@ def test_unknown_layer_types_raise_instead_of_counting_zero():
     model = MODELS.build(msdnet_cifar(2, num_classes=10))
     model.head.exits[1].insert(2, Mystery())
     with pytest.raises(TypeError, match='Mystery'):
-        exit_costs(model)
+        exit_costs(model, (3, 32, 32))
 
 
-def test_exit_markers_per_backbone_type():
+def test_exit_markers_come_from_the_exit_protocol():
     model = build_on_meta(msdnet_cifar(3))
-    assert exit_stage_modules(model.backbone) == list(model.backbone.blocks)
+    markers = exit_protocol(model.backbone).cost_markers()
+    assert [m.module for m in markers] == list(model.backbone.blocks)
+    assert all(m.hook == 'forward' for m in markers)
 
     resnet = MODELS.build(dict(type='ResNet_CIFAR', depth=18,
                                out_indices=(1, 3)))
-    assert exit_stage_modules(resnet) == [resnet.layer2, resnet.layer4]
+    assert [m.module for m in exit_protocol(resnet).cost_markers()] == [
+        resnet.layer2, resnet.layer4]
 
-    with pytest.raises(ValueError, match='MobileNetV2'):
-        exit_stage_modules(MODELS.build(dict(type='MobileNetV2')))
+    with pytest.raises(UnsupportedBackboneError,
+                       match=r'MobileNetV2 .*exit protocol'):
+        exit_protocol(MODELS.build(dict(type='MobileNetV2')))
 
     class Custom(nn.Module):
         def __init__(self):
             super().__init__()
             self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 1)
 
-        def exit_stage_modules(self):
-            return [self.a, ExitMarker(self.b, 'forward_pre')]
+    @register_exit_protocol(Custom)
+    class CustomProtocol(ExitProtocol):
+        def cost_markers(self):
+            return [self.backbone.a, ExitMarker(self.backbone.b,
+                                                'forward_pre')]
 
-    custom = Custom()
-    assert exit_stage_modules(custom)[1].hook == 'forward_pre'
+    assert exit_protocol(Custom()).cost_markers()[1].hook == 'forward_pre'
 
 
 def test_resnet_cifar_with_generic_head():
@@ -203,12 +211,18 @@ def test_resnet_cifar_with_generic_head():
 
 
 def test_default_input_shape_from_configs():
-    cifar = Config.fromfile(
-        osp.join(ROOT, 'configs/_base_/models/msdnet_cifar.py'))
-    imagenet = Config.fromfile(
-        osp.join(ROOT, 'configs/_base_/models/msdnet_imagenet.py'))
+    """From the config's test pipeline (or CIFAR's native size), never from
+    the model's type; a model-only config fixes no size and says so."""
+    cifar = Config.fromfile(osp.join(
+        ROOT, 'configs/msdnet/msdnet_msdnet-8e_1xb128_cifar100.py'))
+    imagenet = Config.fromfile(osp.join(
+        ROOT, 'configs/msdnet/msdnet_msdnet-5e_8xb128_in1k.py'))
     assert default_input_shape(cifar) == (3, 32, 32)
     assert default_input_shape(imagenet) == (3, 224, 224)
+    model_only = Config.fromfile(
+        osp.join(ROOT, 'configs/_base_/models/msdnet_imagenet.py'))
+    with pytest.raises(ValueError, match=r'--shape H W'):
+        default_input_shape(model_only)
     cifar.test_dataloader = dict(dataset=dict(pipeline=[
         dict(type='Resize', scale=28), dict(type='PackInputs')]))
     assert default_input_shape(cifar) == (3, 28, 28)
@@ -217,8 +231,8 @@ def test_default_input_shape_from_configs():
             dict(type='ResizeEdge', scale=256),
             dict(type='CenterCrop', crop_size=(160, 128))])))  # (w, h)
     assert default_input_shape(imagenet) == (3, 128, 160)
-    assert default_input_shape(dict(backbone=dict(
-        type='VisionTransformer', img_size=384))) == (3, 384, 384)
+    with pytest.raises(ValueError, match='input_shape must be'):
+        exit_costs(build_on_meta(msdnet_cifar(2)), (32, 32))
 
 
 def _load_tool():
@@ -231,6 +245,7 @@ def test_get_flops_tool_writes_json_and_table(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr('sys.argv', [
         'get_flops.py',
         osp.join(ROOT, 'configs/_base_/models/msdnet_cifar.py'),
+        '--shape', '32',  # a model-only config fixes no input size
         '--out', str(out), '--cfg-options', 'model.backbone.nBlocks=4'])
     tool.main()
     result = json.loads(out.read_text())
@@ -242,8 +257,8 @@ def test_get_flops_tool_writes_json_and_table(tmp_path, monkeypatch, capsys):
     assert '| exit | MFLOPs | params M |' in table
     assert '| 4 | 38.04 | 1.42 |' in table
 
-    # --shape overrides the default (224 for the ImageNet stem)
-    config = osp.join(ROOT, 'configs/_base_/models/msdnet_imagenet.py')
+    # --shape overrides the config's size (224, its test pipeline's crop)
+    config = osp.join(ROOT, 'configs/msdnet/msdnet_msdnet-5e_8xb128_in1k.py')
     default = tool.get_flops(config)
     assert default['input_shape'] == [3, 224, 224]
     assert [e['mflops'] for e in default['exits']] == pytest.approx(

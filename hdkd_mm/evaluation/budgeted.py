@@ -8,7 +8,10 @@ The procedure follows the MSDNet reference (``adaptive_inference.py`` of
 kalviny/MSDNet-PyTorch, ``Tester.dynamic_eval_find_threshold`` and
 ``Tester.dynamic_eval_with_threshold``):
 
-* **Confidence** of an exit = its maximum softmax probability.
+* **Confidence** of an exit = its maximum softmax probability (the default;
+  the negative entropy and the top-1 - top-2 margin are the other measures
+  of :mod:`hdkd_mm.evaluation.confidence`, where the one implementation of
+  every measure lives).
 * **Budgets.** For ``p = 1..num`` (39 by default), ``q = p / 20`` and the
   target share of samples leaving at exit ``k`` (``k = 1..K``) is
   ``q**k / sum_j q**j`` (:func:`budget_distributions`).  The reference code
@@ -49,9 +52,9 @@ slow per-sample reference in ``tests/test_budgeted.py`` agree exactly):
   ties broken towards the lower class index, i.e. the same order as
   ``np.argmax``: top-1 correctness equals ``prediction == label`` exactly and
   top-5 implies nothing weaker than top-1.
-* Confidences are float64 max-softmax values.  Extremely confident samples
-  (logit margin above ~37 to every other class) all get confidence ``1.0``
-  and are then tied, which the tie rule handles.
+* Confidences are float64.  Extremely confident samples (logit margin above
+  ~37 to every other class) all get max-softmax confidence ``1.0`` and are
+  then tied, which the tie rule handles.
 
 Which split the thresholds are fitted on matters: fit on an *unaugmented*
 held-out split (never on the test split), and report which one.
@@ -60,6 +63,10 @@ import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .confidence import DEFAULT_CONFIDENCE, check_confidence
+from .confidence import confidence as _confidence
+from .confidence import topk_correct
 
 __all__ = [
     'exit_confidences', 'topk_correct', 'geometric_shares',
@@ -167,60 +174,28 @@ def _chunks(n: int, k: int, c: int):
         yield s, min(n, s + step)
 
 
-def exit_confidences(logits) -> Tuple[np.ndarray, np.ndarray]:
-    """Max-softmax confidence and top-1 prediction of every exit.
+def exit_confidences(logits, confidence: str = DEFAULT_CONFIDENCE
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+    """Confidence and top-1 prediction of every exit.
 
     Args:
-        logits: array of shape ``(N, K, C)`` (any monotone-shifted version,
-            e.g. log-probabilities, gives the same result).
+        logits: array of shape ``(N, K, C)``.
+        confidence: a measure of :data:`~.confidence.CONFIDENCES`
+            (max-softmax by default); computed by
+            :func:`~.confidence.confidence`, in chunks.
 
     Returns:
-        ``(conf, pred)``: float64 ``(N, K)`` confidences in ``(0, 1]`` and
-        int64 ``(N, K)`` predictions (``argmax``, lowest index on ties).
-        Computed as ``1 / sum_c exp(l_c - max_c l_c)`` in float64, in chunks.
+        ``(conf, pred)``: float64 ``(N, K)`` confidences and int64 ``(N, K)``
+        predictions (``argmax``, lowest index on ties).
     """
+    check_confidence(confidence)
     arr = _as_logits(logits)
     n, k, c = arr.shape
     conf = np.empty((n, k), dtype=np.float64)
     pred = np.empty((n, k), dtype=np.int64)
     for s, e in _chunks(n, k, c):
-        x = arr[s:e].astype(np.float64)
-        if not np.all(np.isfinite(x)):
-            raise ValueError('logits contain NaN or infinite values')
-        m = x.max(axis=-1, keepdims=True)
-        np.subtract(x, m, out=x)
-        np.exp(x, out=x)
-        conf[s:e] = 1.0 / x.sum(axis=-1)
-        pred[s:e] = arr[s:e].argmax(axis=-1)
+        conf[s:e], pred[s:e] = _confidence(arr[s:e], confidence)
     return conf, pred
-
-
-def topk_correct(logits, labels, k: int = 5) -> np.ndarray:
-    """Whether the label is among the top-``k`` classes, per sample and exit.
-
-    Classes are ranked by score, ties broken towards the lower class index
-    (the ``np.argmax`` order), so ``topk_correct(l, y, 1)`` equals
-    ``exit_confidences(l)[1] == y[:, None]``.  ``k >= C`` is always correct.
-
-    Returns:
-        bool array of shape ``(N, K)``.
-    """
-    arr = _as_logits(logits)
-    n, num_exits, c = arr.shape
-    y = _as_labels(labels, n, c)
-    if int(k) != k or k < 1:
-        raise ValueError(f'k must be a positive integer; got {k}')
-    out = np.empty((n, num_exits), dtype=bool)
-    cls = np.arange(c)
-    for s, e in _chunks(n, num_exits, c):
-        x = arr[s:e]
-        if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-            raise ValueError('logits contain NaN or infinite values')
-        yy = y[s:e]
-        sy = np.take_along_axis(x, yy[:, None, None], axis=-1)  # (n, K, 1)
-        ahead = (x > sy) | ((x == sy) & (cls < yy[:, None, None]))
-        out[s:e] = ahead.sum(axis=-1) < k
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -413,11 +388,11 @@ def expected_mflops(exits: np.ndarray, exit_mflops) -> float:
 class _Split:
     """Confidences and per-exit correctness of one split."""
 
-    def __init__(self, logits, labels, name: str):
+    def __init__(self, logits, labels, name: str, confidence: str):
         arr = _as_logits(logits, f'{name}_logits')
         self.n, self.k, self.c = arr.shape
         y = _as_labels(labels, self.n, self.c, f'{name}_labels')
-        self.conf, pred = exit_confidences(arr)
+        self.conf, pred = exit_confidences(arr, confidence)
         self.top1 = pred == y[:, None]
         self.top5 = topk_correct(arr, y, 5)
 
@@ -431,9 +406,10 @@ class _Split:
 
 
 def _prepare(heldout_logits, heldout_labels, test_logits, test_labels,
-             exit_mflops):
-    held = _Split(heldout_logits, heldout_labels, 'heldout')
-    test = _Split(test_logits, test_labels, 'test')
+             exit_mflops, confidence):
+    check_confidence(confidence)
+    held = _Split(heldout_logits, heldout_labels, 'heldout', confidence)
+    test = _Split(test_logits, test_labels, 'test', confidence)
     if test.k != held.k:
         raise ValueError(f'heldout_logits have K = {held.k} exits but '
                          f'test_logits have K = {test.k}')
@@ -455,7 +431,8 @@ def _result(q, thr, taken, held, test, costs) -> Dict:
 
 def evaluate_budgets(heldout_logits, heldout_labels, test_logits, test_labels,
                      exit_mflops: Sequence[float],
-                     num_budgets: int = 39) -> List[Dict]:
+                     num_budgets: int = 39,
+                     confidence: str = DEFAULT_CONFIDENCE) -> List[Dict]:
     """Fit thresholds on the held-out split for every MSDNet budget and
     evaluate them on the test split.
 
@@ -465,6 +442,7 @@ def evaluate_budgets(heldout_logits, heldout_labels, test_logits, test_labels,
         exit_mflops: ``(K,)`` cumulative cost of each exit in MFLOPs
             (non-decreasing).
         num_budgets: budgets ``p = 1..num_budgets``, ``q = p / 20``.
+        confidence: the confidence measure (:mod:`.confidence`).
 
     Returns:
         One dict per budget, in order of ``p``: ``budget_index`` (= p,
@@ -476,7 +454,7 @@ def evaluate_budgets(heldout_logits, heldout_labels, test_logits, test_labels,
         on the held-out split the thresholds were fitted on).
     """
     held, test, costs = _prepare(heldout_logits, heldout_labels, test_logits,
-                                 test_labels, exit_mflops)
+                                 test_labels, exit_mflops, confidence)
     if int(num_budgets) != num_budgets or num_budgets < 1:
         raise ValueError(f'num_budgets must be a positive integer; got '
                          f'{num_budgets}')
@@ -500,7 +478,8 @@ def search_budget(heldout_logits,
                   target_mflops: float,
                   *,
                   points_per_decade: int = 20,
-                  bisect_steps: int = 60) -> Dict:
+                  bisect_steps: int = 60,
+                  confidence: str = DEFAULT_CONFIDENCE) -> Dict:
     """Find the ``q`` whose expected *held-out* cost is closest to, but not
     above, ``target_mflops``, and evaluate its thresholds on the test split.
 
@@ -527,7 +506,7 @@ def search_budget(heldout_logits,
         ``top5`` (test, percent).
     """
     held, test, costs = _prepare(heldout_logits, heldout_labels, test_logits,
-                                 test_labels, exit_mflops)
+                                 test_labels, exit_mflops, confidence)
     target = float(target_mflops)
     lo_c, hi_c = float(costs[0]), float(costs[-1])
     if not math.isfinite(target) or target < lo_c or target > hi_c:

@@ -13,7 +13,8 @@ Per model (config + checkpoint):
    settings and the checkpoint are unchanged (size and mtime, else SHA-256 of
    the file);
 2. the MSDNet budgets (:func:`~hdkd_mm.evaluation.budgeted.evaluate_budgets`:
-   thresholds fitted on the held-out confidences, applied to the test split)
+   thresholds fitted on the held-out confidences of the chosen measure,
+   max-softmax by default, applied to the test split)
    and, for a target cost, :func:`~hdkd_mm.evaluation.budgeted.search_budget`.
 
 :func:`budgeted_eval` does all models and writes ``OUT/budgeted.json`` and
@@ -29,7 +30,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .budgeted import evaluate_budgets, search_budget, topk_correct
+from .budgeted import evaluate_budgets, search_budget
+from .confidence import DEFAULT_CONFIDENCE, check_confidence, topk_correct
 
 __all__ = [
     'NO_HELDOUT_MSG', 'ExitLogits', 'heldout_loader_cfg', 'test_loader_cfg',
@@ -242,12 +244,15 @@ def evaluate_model(config: str,
                    num_budgets: int = 39,
                    budget: Optional[float] = None,
                    cfg_options=None,
-                   log: Callable[[str], None] = print) -> Dict:
-    """Budgeted evaluation of one model (see the module doc).
+                   log: Callable[[str], None] = print,
+                   confidence: str = DEFAULT_CONFIDENCE) -> Dict:
+    """Budgeted evaluation of one model (see the module doc), with the
+    confidence measure ``confidence``
+    (:data:`~hdkd_mm.evaluation.confidence.CONFIDENCES`).
 
     Returns a JSON-ready dict: ``name``, ``config``, ``checkpoint``,
-    ``exit_mflops``, ``num_heldout``, ``num_test``, ``fit_split``, ``cache``,
-    ``cache_reused``, ``exits`` (anytime top-1/top-5 of every exit on the
+    ``confidence``, ``exit_mflops``, ``num_heldout``, ``num_test``,
+    ``fit_split``, ``cache``, ``cache_reused``, ``exits`` (anytime top-1/top-5 of every exit on the
     test split), ``budgets`` (one entry per budget: ``budget_index``, ``q``,
     ``thresholds``, ``exit_shares``, ``mflops``, ``top1``, ``top5``,
     ``heldout_mflops``, ``heldout_exit_shares``) and, with ``budget``,
@@ -265,11 +270,12 @@ def evaluate_model(config: str,
     data = cached_exit_logits(cfg, config, checkpoint, cache, check, log)
     budgets = evaluate_budgets(data.heldout_logits, data.heldout_labels,
                                data.test_logits, data.test_labels,
-                               data.exit_mflops, num_budgets)
+                               data.exit_mflops, num_budgets, confidence)
     top1 = topk_correct(data.test_logits, data.test_labels, 1).mean(0)
     top5 = topk_correct(data.test_logits, data.test_labels, 5).mean(0)
     result = dict(
         name=name, config=config, checkpoint=checkpoint,
+        confidence=confidence,
         exit_mflops=[float(c) for c in data.exit_mflops],
         input_shape=list(data.input_shape),
         num_heldout=int(data.heldout_labels.shape[0]),
@@ -284,7 +290,8 @@ def evaluate_model(config: str,
     if budget is not None:
         result['target'] = search_budget(
             data.heldout_logits, data.heldout_labels, data.test_logits,
-            data.test_labels, data.exit_mflops, budget)
+            data.test_labels, data.exit_mflops, budget,
+            confidence=confidence)
     return result
 
 
@@ -293,10 +300,13 @@ def budgeted_eval(pairs: Sequence[Tuple[str, str]],
                   num_budgets: int = 39,
                   budget: Optional[float] = None,
                   cfg_options=None,
-                  log: Callable[[str], None] = print) -> Dict:
+                  log: Callable[[str], None] = print,
+                  confidence: str = DEFAULT_CONFIDENCE) -> Dict:
     """Evaluate every (config, checkpoint) pair; write ``budgeted.json`` and
-    ``budgeted.png`` in ``out_dir``. Returns the JSON's content."""
+    ``budgeted.png`` in ``out_dir``. Returns the JSON's content, which
+    records the ``confidence`` measure the thresholds were fitted with."""
     from hdkd_mm.launch import load_config
+    check_confidence(confidence)
     if not pairs:
         raise ValueError('Give at least one CONFIG CHECKPOINT pair.')
     if int(num_budgets) != num_budgets or num_budgets < 1:
@@ -309,11 +319,11 @@ def budgeted_eval(pairs: Sequence[Tuple[str, str]],
     os.makedirs(out_dir, exist_ok=True)
     models = [
         evaluate_model(config, ckpt, out_dir, name, num_budgets, budget,
-                       cfg_options, log)
+                       cfg_options, log, confidence)
         for (config, ckpt), name in zip(pairs, run_names(pairs))
     ]
     result = dict(num_budgets=int(num_budgets), target_mflops=budget,
-                  models=models)
+                  confidence=confidence, models=models)
     with open(osp.join(out_dir, 'budgeted.json'), 'w') as f:
         json.dump(result, f, indent=1)
     plot_budgets(result, osp.join(out_dir, 'budgeted.png'))

@@ -1,65 +1,40 @@
 """Real early-exit inference: evaluate the exits in order and run the later
-blocks only for the samples that are still undecided.
+stages only for the samples that are still undecided.
 
-:func:`early_exit_forward` / :class:`EarlyExitPredictor` take a built
-:class:`~hdkd_mm.models.MultiExitClassifier` in eval mode, a batch of
-(preprocessed) images and one confidence threshold per exit.  Block 1 runs on
-the whole batch; after exit k, every sample whose max-softmax confidence is
-``>=`` threshold k leaves with exit k's prediction, and the backbone state
-(MSDNet: the list of scale maps) is index-selected down to the remaining
-samples before block k+1 runs.  The last exit takes every sample that is
-left (its threshold is not consulted, as in
-:func:`~hdkd_mm.evaluation.budgeted.apply_thresholds`).  No per-sample Python
-loop: one ``index_select`` per scale map per exit.
+:class:`EarlyExitPredictor` takes a built
+:class:`~hdkd_mm.models.MultiExitClassifier` in eval mode whose backbone has
+an exit protocol (:mod:`hdkd_mm.models.exits`: MSDNet, MMPretrain ResNets
+and ViT, timm feature backbones), a batch of (preprocessed) images and one
+threshold per exit. Stage 1 runs on the whole batch; after exit k, every
+sample whose confidence (:mod:`hdkd_mm.evaluation.confidence`; max-softmax by
+default) is ``>=`` threshold k leaves with exit k's prediction, and the
+backbone state is index-selected down to the remaining samples before stage
+k+1 runs. The last exit takes every sample that is left (its threshold is
+not consulted, as in :func:`~hdkd_mm.evaluation.budgeted.apply_thresholds`).
+No per-sample Python loop: one ``select`` of the state per exit.
 
-**Same decisions as the simulation.** Confidences and predictions are
-computed with the arithmetic of
-:func:`~hdkd_mm.evaluation.budgeted.exit_confidences` (bitwise equal) on the
-float32 logits, the comparison is the same ``>=`` in float64, so for equal
-logits the exits and predictions equal
-``apply_thresholds(exit_confidences(full_logits)[0], thresholds)`` exactly.
-In eval mode BatchNorm uses its running statistics, so a sample's logits do
-not depend on the other samples of its batch *mathematically*; numerically,
-PyTorch's CPU kernels pick their algorithm by batch size (measured with
-torch 2.14 on this project's CPU machine: a 3×3 convolution with a batch of
-1 takes the native im2col path instead of oneDNN, and ``Linear`` with 1 or 2
-rows takes another BLAS path), which changes the last bits (~1e-7) of a
-sample's logits.  That could flip a decision for a confidence within ~1e-7 of
-a threshold.  To rule it out, a sub-batch of fewer than ``min_rows`` (3)
-samples is padded with copies of its first sample (never beyond the size of
-the input batch), so every later block and exit sees at least as many rows
-as the full-batch evaluation's kernels did; the copies cost at most
-``min_rows - 1`` samples' work per exit.  With this guard, routed batches
-reproduce the simulation on full batches of the same size bit for bit
-(tests/test_early_exit.py at batch 24 and 1; 0 mismatches on the 10,000 demo
-test images at batch 256 and 64); batch size 1 is compared with a batch-1
-simulation.  The threshold 3 is what this CPU needed; other hardware or
-libraries may choose kernels differently (``evaluate_early_exit(...,
-verify=True)`` counts mismatches).
+**Same decisions as the simulation.** Confidences and predictions come from
+:func:`~hdkd_mm.evaluation.confidence.confidence`, the function the
+simulation (:func:`~hdkd_mm.evaluation.budgeted.exit_confidences`) uses, on
+the float32 logits, with the same ``>=``; so for equal logits the exits and
+predictions equal ``apply_thresholds(exit_confidences(full_logits)[0],
+thresholds)`` exactly. In eval mode a sample's logits do not depend on the
+other samples of its batch mathematically, but CPU kernels may pick another
+algorithm for a batch of 1 or 2 rows and change the last bits of a logit
+(see docs/early_exit.md), which could flip a decision for a confidence that
+close to a threshold. So a sub-batch of fewer than ``min_rows`` (3) samples
+is padded with copies of its first sample (never beyond the size of the input
+batch); the copies cost at most ``min_rows - 1`` samples' work per exit.
+``evaluate_early_exit(..., verify=True)`` counts mismatches on real data.
 
 **Cost.** ``exit_mflops`` (cumulative MFLOPs of each exit, as
-:func:`~hdkd_mm.analysis.flops.exit_costs`, computed from the input shape on
+:func:`~hdkd_mm.analysis.flops.exit_costs`; computed from the input shape on
 first use when not given) gives each sample's cost: the cumulative cost of
 the exit it took.
 
-**Backbones.** Staged execution is implemented for MSDNet (its ``blocks``);
-a backbone may also provide ``early_exit_stages()`` returning an object with
-``num_stages``, ``start(x)``, ``run(k, state) -> (state, feature)`` and
-``select(state, index)``.  Any other backbone raises
-:class:`NotImplementedError` naming its type.
-
-**Predict mode.** :class:`EarlyExitClassifier` is a ``MultiExitClassifier``
-(same parameters, same checkpoints) whose ``predict`` takes this path when
-it is given thresholds::
-
-    model = dict(type='EarlyExitClassifier',        # merges into the base
-                 early_exit=dict(thresholds=[0.9, 0.8, 0.7, float('-inf')]))
-    test_evaluator = dict(type='EarlyExitMetric')
-
-Each predicted data sample then has the taken exit's ``pred_score`` /
-``pred_label``, ``exit_index`` (1-based), ``exit_mflops``,
-``exit_confidence`` and ``exit_logits`` (and no ``exit_scores``: later exits
-never ran).
+The predict mode of a config is
+:class:`~hdkd_mm.models.classifiers.EarlyExitClassifier`, scored by
+:class:`~hdkd_mm.evaluation.metrics.EarlyExitMetric`.
 """
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -68,19 +43,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.evaluator import BaseMetric
-from mmpretrain.registry import METRICS, MODELS
 from mmpretrain.structures import DataSample
 
-from hdkd_mm.models.classifiers.multi_exit import MultiExitClassifier
+from hdkd_mm.models.exits import exit_protocol
 
-from .budgeted import exit_confidences, topk_correct
+from .confidence import DEFAULT_CONFIDENCE, check_confidence, confidence
+from .confidence import topk_correct
+from .thresholds import (check_thresholds, parse_thresholds,  # noqa: F401
+                         thresholds_from_budget_json)
 
 __all__ = [
     'EarlyExitResult', 'EarlyExitPredictor', 'early_exit_forward',
-    'staged_backbone', 'check_thresholds', 'EarlyExitClassifier',
-    'EarlyExitMetric', 'parse_thresholds', 'thresholds_from_budget_json',
-    'evaluate_early_exit'
+    'evaluate_early_exit', 'DEFAULT_MIN_ROWS', 'EVAL_MODE_NEEDED'
 ]
 
 # Smallest sub-batch the routing runs (see the module doc).
@@ -92,97 +66,12 @@ EVAL_MODE_NEEDED = (
     'are left in the batch.')
 
 
-# --------------------------------------------------------------------------
-# staged execution of a backbone
-# --------------------------------------------------------------------------
-class _MSDNetStages:
-    """MSDNet block by block; the state is the image (before block 1) or the
-    list of scale maps, whose last entry is the exit's feature."""
-
-    def __init__(self, backbone):
-        self.blocks = backbone.blocks
-        self.num_stages = len(self.blocks)
-
-    @staticmethod
-    def start(x: torch.Tensor):
-        return x
-
-    def run(self, k: int, state):
-        state = self.blocks[k](state)
-        return state, state[-1]
-
-    @staticmethod
-    def select(state, index: torch.Tensor):
-        if isinstance(state, torch.Tensor):
-            return state.index_select(0, index)
-        return [s.index_select(0, index) for s in state]
-
-
-def staged_backbone(backbone: nn.Module):
-    """The staged-execution adapter of a backbone (see the module doc).
-
-    Raises:
-        NotImplementedError: for a backbone that cannot run block by block.
-    """
-    from hdkd_mm.models.backbones.msdnet import MSDNet
-    if hasattr(backbone, 'early_exit_stages'):
-        return backbone.early_exit_stages()
-    if isinstance(backbone, MSDNet):
-        return _MSDNetStages(backbone)
-    raise NotImplementedError(
-        f'Early-exit inference runs the backbone block by block and is '
-        f'implemented for MSDNet only; backbone {type(backbone).__name__} '
-        'cannot run in stages (give it an `early_exit_stages()` method, see '
-        'hdkd_mm/evaluation/early_exit.py). Its budgeted accuracy can still '
-        'be simulated from full logits with tools/analysis/budgeted_eval.py.')
-
-
-def check_thresholds(thresholds, num_exits: int) -> np.ndarray:
-    """Validate per-exit thresholds: K finite or ±inf values, no NaN.
-
-    The last one is not consulted (the last exit takes every remaining
-    sample); ``-inf`` is the conventional value.
-    """
-    try:
-        thr = np.asarray(thresholds, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f'thresholds must be {num_exits} numbers, one per '
-                         f'exit; got {thresholds!r}') from err
-    if thr.ndim != 1 or thr.shape[0] != num_exits:
-        raise ValueError(
-            f'thresholds must have one value per exit: K = {num_exits} '
-            f'values (the last, conventionally -inf, is ignored: the last '
-            f'exit takes every remaining sample); got {thr.size} '
-            f'({np.asarray(thresholds).tolist()})')
-    if np.any(np.isnan(thr)):
-        raise ValueError(f'thresholds must not be NaN; got {thr.tolist()}')
-    return thr
-
-
 def _check_mflops(exit_mflops, num_exits: int) -> np.ndarray:
     costs = np.asarray(exit_mflops, dtype=np.float64)
     if costs.shape != (num_exits, ) or not np.all(np.isfinite(costs)):
         raise ValueError(f'exit_mflops must hold K = {num_exits} finite '
                          f'cumulative costs; got {np.asarray(exit_mflops)}')
     return costs
-
-
-# --------------------------------------------------------------------------
-# routing
-# --------------------------------------------------------------------------
-def _conf_pred(logits: np.ndarray):
-    """Max-softmax confidence and argmax of ``(m, C)`` float32 logits: the
-    arithmetic of :func:`~hdkd_mm.evaluation.budgeted.exit_confidences`
-    (float64, ``1 / sum(exp(l - max l))``), so the values are bitwise the
-    same (tested), without its validation and chunking (it runs once per
-    exit on the routing's hot path)."""
-    x = logits.astype(np.float64)
-    np.subtract(x, x.max(axis=-1, keepdims=True), out=x)
-    np.exp(x, out=x)
-    conf = 1.0 / x.sum(axis=-1)
-    if not np.isfinite(conf).all():
-        raise ValueError('logits contain NaN or infinite values')
-    return conf, logits.argmax(axis=-1)
 
 
 @dataclass
@@ -193,9 +82,9 @@ class EarlyExitResult:
         pred: int64 ``(N,)`` predicted class (argmax of the taken exit).
         exit: int64 ``(N,)`` exit taken, **1-based**.
         mflops: float64 ``(N,)`` cumulative MFLOPs of the exit taken.
-        confidence: float64 ``(N,)`` max-softmax of the taken exit.
+        confidence: float64 ``(N,)`` confidence of the taken exit.
         logits: ``(N, C)`` logits of the taken exit (model dtype/device).
-        rows: rows each block/exit ran on (``rows[k]`` for block k + 1,
+        rows: rows each stage/exit ran on (``rows[k]`` for stage k + 1,
             padding copies included) - what the routing saved.
     """
     pred: torch.Tensor
@@ -216,30 +105,33 @@ class EarlyExitPredictor:
 
     Args:
         model: a :class:`~hdkd_mm.models.MultiExitClassifier` (backbone
-            supported by :func:`staged_backbone`, head with ``exits``), in
-            eval mode.
+            with an exit protocol, head with ``exits``), in eval mode.
         thresholds: K per-exit confidence thresholds (last one ignored).
         exit_mflops: K cumulative per-exit costs; default: computed with
             :func:`~hdkd_mm.analysis.flops.exit_costs` for the input shape
             on first use.
-        min_rows: smallest sub-batch the later blocks run on (padding copies,
-            never beyond the input batch size); 1 disables the guard.
+        min_rows: smallest sub-batch the later stages run on (padding
+            copies, never beyond the input batch size); 1 disables the guard.
+        confidence: the confidence measure the thresholds were fitted with
+            (:data:`~hdkd_mm.evaluation.confidence.CONFIDENCES`).
     """
 
     def __init__(self, model: nn.Module, thresholds,
                  exit_mflops: Optional[Sequence[float]] = None,
-                 min_rows: int = DEFAULT_MIN_ROWS):
+                 min_rows: int = DEFAULT_MIN_ROWS,
+                 confidence: str = DEFAULT_CONFIDENCE):
         self.model = model
-        self.stages = staged_backbone(model.backbone)
+        self.confidence = check_confidence(confidence)
+        self.stages = exit_protocol(model.backbone)
         exits = getattr(model.head, 'exits', None)
         if exits is None:
             raise ValueError(f'Early-exit inference needs a multi-exit head '
                              f'with `exits`; got {type(model.head).__name__}.')
         self.exits = exits
         self.num_exits = len(exits)
-        if self.stages.num_stages != self.num_exits:
+        if self.stages.num_exits != self.num_exits:
             raise ValueError(
-                f'The backbone runs {self.stages.num_stages} stages but the '
+                f'The backbone runs {self.stages.num_exits} stages but the '
                 f'head has {self.num_exits} exits.')
         self.thresholds = check_thresholds(thresholds, self.num_exits)
         self._costs = {}
@@ -261,6 +153,9 @@ class EarlyExitPredictor:
             rows = exit_costs(self.model, key)
             self._costs[key] = np.array([r['mflops'] for r in rows])
         return self._costs[key]
+
+    def _conf_pred(self, z: torch.Tensor):
+        return confidence(z.detach().float().cpu().numpy(), self.confidence)
 
     @torch.inference_mode()
     def __call__(self, inputs: torch.Tensor) -> EarlyExitResult:
@@ -293,7 +188,7 @@ class EarlyExitPredictor:
             z = prev_logits[:m]
             if logits_out is None:
                 logits_out = z.new_empty((n, ) + tuple(z.shape[1:]))
-            conf, p = _conf_pred(z.detach().float().cpu().numpy())
+            conf, p = self._conf_pred(z)
             if k == last:
                 done = np.ones(m, dtype=bool)
             else:
@@ -334,7 +229,7 @@ class EarlyExitPredictor:
         for k in range(self.num_exits):
             state, feat = self.stages.run(k, state)
             z = self.model.head.exit_forward(k, feat, z)
-            conf, p = _conf_pred(z.detach().float().cpu().numpy())
+            conf, p = self._conf_pred(z)
             if k == last or conf[0] >= thr[k]:
                 break
         return EarlyExitResult(
@@ -368,219 +263,24 @@ class EarlyExitPredictor:
 
 def early_exit_forward(model: nn.Module, inputs: torch.Tensor, thresholds,
                        exit_mflops: Optional[Sequence[float]] = None,
-                       min_rows: int = DEFAULT_MIN_ROWS) -> EarlyExitResult:
-    """One-shot :class:`EarlyExitPredictor` call (see there)."""
-    return EarlyExitPredictor(model, thresholds, exit_mflops,
-                              min_rows)(inputs)
-
-
-# --------------------------------------------------------------------------
-# predict mode from a config
-# --------------------------------------------------------------------------
-@MODELS.register_module()
-class EarlyExitClassifier(MultiExitClassifier):
-    """A :class:`~hdkd_mm.models.MultiExitClassifier` whose ``predict`` exits
-    early (same parameters and checkpoints; training is unchanged).
-
-    Args:
-        early_exit (dict, optional): ``thresholds`` (K values, the last
-            ignored), optionally ``exit_mflops`` (K cumulative costs; default
-            computed from the input shape), ``min_rows`` and
-            ``fast_kernels`` (route on an inference copy with BatchNorm
-            folded and 1×1 convolutions as ``bmm``, see
-            :mod:`hdkd_mm.evaluation.fast_inference`; the copy is made at
-            the first prediction and again whenever the weights have changed
-            since, e.g. after loading a checkpoint). ``None``: the plain
-            all-exit ``predict``.
-        **kwargs: as :class:`~hdkd_mm.models.MultiExitClassifier`.
-    """
-
-    def __init__(self, *args, early_exit: Optional[dict] = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.early_exit = None
-        self._fast_kernels = False
-        self._fast_copy = None  # (weights version, predictor on the copy)
-        if early_exit is not None:
-            self.set_early_exit(**early_exit)
-
-    def set_early_exit(self, thresholds=None, exit_mflops=None,
                        min_rows: int = DEFAULT_MIN_ROWS,
-                       fast_kernels: bool = False) -> None:
-        """Switch early-exit prediction on (``thresholds``) or off
-        (``None``)."""
-        self._fast_copy = None
-        self._fast_kernels = bool(fast_kernels)
-        if thresholds is None:
-            self.early_exit = None
-            return
-        self.early_exit = EarlyExitPredictor(self, thresholds, exit_mflops,
-                                             min_rows)
+                       confidence: str = DEFAULT_CONFIDENCE
+                       ) -> EarlyExitResult:
+    """One-shot :class:`EarlyExitPredictor` call (see there)."""
+    return EarlyExitPredictor(model, thresholds, exit_mflops, min_rows,
+                              confidence)(inputs)
 
-    def _weights_version(self) -> tuple:
-        """Changes whenever a parameter or buffer is written in place
-        (``load_state_dict``, an optimizer step) or replaced."""
-        return tuple((id(t), t._version) for t in
-                     list(self.parameters()) + list(self.buffers()))
-
-    def _fast_predictor(self) -> EarlyExitPredictor:
-        from .fast_inference import optimize_for_inference
-        version = self._weights_version()
-        if self._fast_copy is None or self._fast_copy[0] != version:
-            plain = self.early_exit
-            self.early_exit, self._fast_copy = None, None  # not copied
-            try:
-                copy = optimize_for_inference(self)
-            finally:
-                self.early_exit = plain
-            # the copy's costs equal the plain model's (same FLOP rules)
-            predictor = EarlyExitPredictor(copy, plain.thresholds,
-                                           plain.exit_mflops, plain.min_rows)
-            self._fast_copy = (version, predictor)
-        return self._fast_copy[1]
-
-    def predict(self, inputs: torch.Tensor,
-                data_samples: Optional[List[DataSample]] = None):
-        if self.early_exit is None:
-            return super().predict(inputs, data_samples)
-        if self._fast_kernels:
-            if self.training:
-                raise RuntimeError(EVAL_MODE_NEEDED)
-            return self._fast_predictor().predict(inputs, data_samples)
-        return self.early_exit.predict(inputs, data_samples)
-
-
-@METRICS.register_module()
-class EarlyExitMetric(BaseMetric):
-    """Accuracy and average cost of early-exit predictions.
-
-    Reads ``exit_logits`` (else ``pred_score``), ``gt_label``,
-    ``exit_index`` and ``exit_mflops`` (from :class:`EarlyExitClassifier`)
-    and reports ``early_exit/top{k}`` for k in ``topk`` (percent),
-    ``early_exit/mflops`` (mean cost) and ``early_exit/exit{j}_share``
-    (fraction of samples leaving at exit j).
-
-    Args:
-        topk (Sequence[int]): default ``(1, 5)`` (the argument of
-            ``MultiExitAccuracy`` too, so ``test_evaluator.type=
-            EarlyExitMetric`` can replace it).
-    """
-    default_prefix: Optional[str] = None
-
-    def __init__(self, topk: Sequence[int] = (1, 5),
-                 collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
-        super().__init__(collect_device=collect_device, prefix=prefix)
-        topk = (topk, ) if isinstance(topk, int) else tuple(topk)
-        if not topk or min(topk) < 1:
-            raise ValueError(f'topk must be positive integers, got {topk}.')
-        self.topk = topk
-
-    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        for s in data_samples:
-            if 'exit_index' not in s:
-                raise KeyError(
-                    'EarlyExitMetric needs `exit_index` in the predicted data '
-                    'samples: use it with an EarlyExitClassifier given '
-                    '`early_exit=dict(thresholds=...)`.')
-            # rank by the logits (as the simulated evaluation does) when
-            # they are there: softmax can round close logits to a tie
-            scores = s['exit_logits'] if 'exit_logits' in s \
-                else s['pred_score']
-            self.results.append(
-                (scores.cpu().float(), int(s['gt_label'][0]),
-                 int(s['exit_index']), float(s['exit_mflops'])))
-
-    def compute_metrics(self, results: List) -> dict:
-        scores = torch.stack([r[0] for r in results]).numpy()
-        labels = np.array([r[1] for r in results])
-        exits = np.array([r[2] for r in results])
-        out = {
-            f'early_exit/top{k}': 100.0 * float(
-                topk_correct(scores[:, None], labels, k).mean())
-            for k in self.topk
-        }
-        out['early_exit/mflops'] = float(np.mean([r[3] for r in results]))
-        for j in range(1, int(exits.max()) + 1):
-            out[f'early_exit/exit{j}_share'] = float((exits == j).mean())
-        return out
-
-
-# --------------------------------------------------------------------------
-# a whole split (what tools/analysis/early_exit_infer.py runs)
-# --------------------------------------------------------------------------
-def parse_thresholds(spec) -> List[float]:
-    """Thresholds from a JSON file (a list, or a dict with ``thresholds``) or
-    from a string of numbers separated by commas and/or spaces (``inf``,
-    ``-inf`` allowed), e.g. ``'0.9,0.8,-inf'``."""
-    import json
-    import os.path as osp
-    if isinstance(spec, (list, tuple)):
-        return [float(v) for v in spec]
-    if osp.isfile(spec):
-        with open(spec) as f:
-            value = json.load(f)
-        if isinstance(value, dict):
-            value = value.get('thresholds')
-        if not isinstance(value, list):
-            raise ValueError(f'{spec}: expected a JSON list of thresholds or '
-                             'a dict with a "thresholds" list.')
-        return [float(v) for v in value]
-    parts = spec.replace(',', ' ').split()
-    try:
-        return [float(v) for v in parts]
-    except ValueError:
-        raise ValueError(f'--thresholds {spec!r} is neither a file nor a '
-                         'list of numbers such as "0.9,0.8,-inf"') from None
-
-
-def thresholds_from_budget_json(path: str, budget_index, config=None,
-                                checkpoint=None) -> List[float]:
-    """The thresholds of budget ``budget_index`` (1-based ``p``, or
-    ``'target'`` for the ``--budget`` result) of one model of a
-    ``budgeted.json`` written by tools/analysis/budgeted_eval.py: the model
-    evaluated with ``config`` (and ``checkpoint``, when the config appears
-    more than once); a file with a single model needs no match."""
-    import json
-    import os.path as osp
-    with open(path) as f:
-        result = json.load(f)
-    models = result.get('models', [])
-    matches = models
-    if len(matches) > 1 and config is not None:
-        stem = osp.splitext(osp.basename(config))[0]
-        matches = [m for m in models
-                   if osp.abspath(m['config']) == osp.abspath(config)
-                   or osp.splitext(osp.basename(m['config']))[0] == stem]
-    if len(matches) > 1 and checkpoint is not None:
-        matches = [m for m in matches if osp.abspath(m['checkpoint'])
-                   == osp.abspath(checkpoint)]
-    if len(matches) != 1:
-        raise ValueError(
-            f'{path}: cannot tell which model\'s thresholds to use for '
-            f'{config} {checkpoint or ""}: it holds '
-            f'{[(m["config"], m["checkpoint"]) for m in models]}.')
-    model = matches[0]
-    if str(budget_index) == 'target':
-        if 'target' not in model:
-            raise ValueError(f'{path}: no --budget result for '
-                             f'{model["name"]}.')
-        return [float(t) for t in model['target']['thresholds']]
-    p = int(budget_index)
-    budgets = {b['budget_index']: b for b in model['budgets']}
-    if p not in budgets:
-        raise ValueError(f'{path}: budget index {p} not in 1..'
-                         f'{len(budgets)} for {model["name"]}.')
-    return [float(t) for t in budgets[p]['thresholds']]
 
 
 @torch.no_grad()
 def evaluate_early_exit(model: nn.Module, dataloader, thresholds,
                         exit_mflops: Optional[Sequence[float]] = None,
-                        verify: bool = False) -> dict:
+                        verify: bool = False,
+                        confidence: str = DEFAULT_CONFIDENCE) -> dict:
     """Early-exit inference over a dataloader.
 
     Returns a JSON-ready dict: ``num_samples``, ``batch_size``,
-    ``thresholds``, ``exit_mflops``, ``top1``/``top5`` (percent),
+    ``thresholds``, ``confidence``, ``exit_mflops``, ``top1``/``top5`` (percent),
     ``mflops`` (mean per-sample cost), ``full_mflops``, ``exit_shares``,
     ``wall_time_s`` (routing forward passes only), ``total_time_s`` (with
     data loading), ``samples`` (``index``, ``label``, ``pred``, ``exit``
@@ -592,11 +292,12 @@ def evaluate_early_exit(model: nn.Module, dataloader, thresholds,
 
     from mmengine.runner import Runner
 
-    from .budgeted import apply_thresholds
+    from .budgeted import apply_thresholds, exit_confidences
     if isinstance(dataloader, dict):
         dataloader = Runner.build_dataloader(dataloader)
     model.eval()
-    predictor = EarlyExitPredictor(model, thresholds, exit_mflops)
+    predictor = EarlyExitPredictor(model, thresholds, exit_mflops,
+                                   confidence=confidence)
     samples, top1, top5 = [], 0, 0
     wall, n_seen = 0.0, 0
     bad_exit = bad_pred = 0
@@ -616,7 +317,7 @@ def evaluate_early_exit(model: nn.Module, dataloader, thresholds,
         top5 += int(topk_correct(scores, y, 5).sum())
         if verify:
             full = torch.stack(model(x, mode='tensor'), 1).float().cpu()
-            conf, pred = exit_confidences(full.numpy())
+            conf, pred = exit_confidences(full.numpy(), confidence)
             sim = apply_thresholds(conf, predictor.thresholds)
             bad_exit += int((sim != res.exit0).sum())
             bad_pred += int((pred[np.arange(len(sim)), sim]
@@ -635,6 +336,7 @@ def evaluate_early_exit(model: nn.Module, dataloader, thresholds,
         num_samples=n_seen,
         batch_size=getattr(dataloader, 'batch_size', None),
         thresholds=predictor.thresholds.tolist(),
+        confidence=predictor.confidence,
         exit_mflops=[float(c) for c in costs],
         top1=100.0 * top1 / n_seen, top5=100.0 * top5 / n_seen,
         mflops=float(np.mean([s['mflops'] for s in samples])),

@@ -3,7 +3,8 @@ samples that are still undecided.
 
     python tools/analysis/early_exit_infer.py CONFIG CKPT \\
         (--thresholds FILE_OR_VALUES | --budget-json DIR/budgeted.json
-         --budget-index P) [--batch-size N] [--verify] --out FILE.json
+         --budget-index P) [--confidence NAME] [--batch-size N] [--verify] \\
+        --out FILE.json
 
 ``--thresholds``: K values, one per exit (the last is ignored; write -inf),
 as ``--thresholds=0.9,0.8,-inf`` (use ``=`` when the list starts with a minus
@@ -11,6 +12,10 @@ sign) or a JSON file holding a list or ``{"thresholds": [...]}``.
 ``--budget-json``/``--budget-index``: the thresholds of budget p (1..39, or
 ``target`` for the ``--budget`` result) of this config's model in a
 ``budgeted.json`` of tools/analysis/budgeted_eval.py.
+``--confidence``: the confidence measure the thresholds were fitted with
+(``max_softmax``, the default, ``entropy`` or ``margin``); a
+``budgeted.json`` (or a thresholds file with ``"confidence"``) records it,
+and a different ``--confidence`` is refused.
 
 Writes per-sample ``{index, label, pred, exit, mflops}`` (exit 1-based,
 mflops = cumulative cost of the exit taken), top-1/top-5, the average cost
@@ -33,13 +38,14 @@ from mmengine.config import DictAction
 import hdkd_mm  # noqa: F401
 from hdkd_mm.analysis.flops import default_input_shape, exit_costs
 from hdkd_mm.evaluation.budgeted_eval import test_loader_cfg
-from hdkd_mm.evaluation.early_exit import (check_thresholds,
-                                           evaluate_early_exit,
-                                           parse_thresholds,
+from hdkd_mm.evaluation.confidence import CONFIDENCES
+from hdkd_mm.evaluation.early_exit import evaluate_early_exit
+from hdkd_mm.evaluation.thresholds import (check_thresholds, load_thresholds,
                                            thresholds_from_budget_json)
 from hdkd_mm.evaluation.fast_inference import optimize_for_inference
 from hdkd_mm.evaluation.inference import build_model_from_checkpoint
 from hdkd_mm.launch import load_config, prepare_config
+from hdkd_mm.models.exits import UnsupportedBackboneError
 
 
 def parse_args(argv=None):
@@ -55,6 +61,9 @@ def parse_args(argv=None):
     parser.add_argument('--budget-index', metavar='P',
                         help='budget p (1-based) or "target"; with '
                         '--budget-json')
+    parser.add_argument('--confidence', choices=CONFIDENCES,
+                        help='confidence measure (default: the one the '
+                        'thresholds record, else max_softmax)')
     parser.add_argument('--batch-size', type=int,
                         help='test batch size (default: the config\'s)')
     parser.add_argument('--verify', action='store_true',
@@ -76,11 +85,12 @@ def parse_args(argv=None):
 
 def run(args) -> dict:
     if args.thresholds is not None:
-        thresholds = parse_thresholds(args.thresholds)
+        thresholds, confidence = load_thresholds(args.thresholds,
+                                                 args.confidence)
     else:
-        thresholds = thresholds_from_budget_json(
+        thresholds, confidence = thresholds_from_budget_json(
             args.budget_json, args.budget_index, args.config,
-            args.checkpoint)
+            args.checkpoint, args.confidence)
     cfg = prepare_config(load_config(args.config, args.cfg_options),
                          args.config)
     loader = test_loader_cfg(cfg, args.config)
@@ -92,7 +102,7 @@ def run(args) -> dict:
     if args.fast_kernels:
         model = optimize_for_inference(model)
     result = evaluate_early_exit(model, loader, thresholds, costs,
-                                 verify=args.verify)
+                                 verify=args.verify, confidence=confidence)
     return dict(config=args.config, checkpoint=args.checkpoint,
                 fast_kernels=args.fast_kernels, **result)
 
@@ -101,14 +111,15 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         result = run(args)
-    except (ValueError, FileNotFoundError, NotImplementedError) as err:
+    except (ValueError, FileNotFoundError, UnsupportedBackboneError) as err:
         sys.exit(f'early_exit_infer: error: {err}')
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(result, f, indent=1)
     shares = ' / '.join(f'{s:.3f}' for s in result['exit_shares'])
     ratio = 100 * result['mflops'] / result['full_mflops']
-    print(f"early exit on {result['num_samples']} test images "
+    print(f"early exit ({result['confidence']} confidence) on "
+          f"{result['num_samples']} test images "
           f"(batch {result['batch_size']}): top-1 {result['top1']:.2f} %, "
           f"top-5 {result['top5']:.2f} %, {result['mflops']:.3f} MFLOPs per "
           f"image on average ({ratio:.1f} % of the full "

@@ -6,8 +6,10 @@ the MSDNet reference convention (see ``hdkd_mm/analysis/flops.py``).
 
 writes ``{"config": ..., "input_shape": [C, H, W], "exits": [{"exit": 1,
 "mflops": ..., "params_m": ...}, ...]}`` and prints a markdown table. The
-default input size comes from the config (test pipeline crop, MSDNet stem:
-32 for 'cifar', 224 for 'imagenet'; otherwise 224).
+input size is ``--shape`` or else the config's (the last fixed-size transform
+of its test pipeline, 32×32 for a CIFAR test set); a config that fixes none
+(e.g. a model-only config) needs ``--shape``. The exits' cost markers come
+from the backbone's exit protocol (hdkd_mm/models/exits).
 """
 import argparse
 import json
@@ -35,10 +37,12 @@ def build_model(model_cfg):
 
 def get_flops(config: str, shape=None, cfg_options=None) -> dict:
     cfg = load_config(config, cfg_options)
-    input_shape = default_input_shape(cfg)
     if shape:
         h, w = (shape[0], shape[0]) if len(shape) == 1 else shape
-        input_shape = (input_shape[0], h, w)
+        channels = (cfg.model.get('backbone') or {}).get('in_channels') or 3
+        input_shape = (int(channels), int(h), int(w))
+    else:
+        input_shape = default_input_shape(cfg)
     model, on_meta = build_model(cfg.model)
     try:
         exits = exit_costs(model, input_shape)
@@ -63,7 +67,10 @@ def main():
     args = parser.parse_args()
     if args.shape and len(args.shape) > 2:
         parser.error('--shape takes H or H W')
-    result = get_flops(args.config, args.shape, args.cfg_options)
+    try:
+        result = get_flops(args.config, args.shape, args.cfg_options)
+    except ValueError as err:
+        parser.exit(2, f'get_flops: error: {err}\n')
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(result, f, indent=2)

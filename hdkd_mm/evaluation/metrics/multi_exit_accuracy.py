@@ -9,7 +9,9 @@ from mmpretrain.registry import METRICS
 
 def exit_topk_accuracy(exit_scores: torch.Tensor, labels: torch.Tensor,
                        topk: Sequence[int]) -> torch.Tensor:
-    """Top-k accuracy (percent) of every exit.
+    """Top-k accuracy (percent) of every exit, with the one tie rule of
+    :func:`~hdkd_mm.evaluation.confidence.topk_correct` (ties rank the lower
+    class index first).
 
     Args:
         exit_scores: scores or logits of shape ``(N, K, C)``.
@@ -17,15 +19,16 @@ def exit_topk_accuracy(exit_scores: torch.Tensor, labels: torch.Tensor,
         topk: the k values.
 
     Returns:
-        Tensor of shape ``(K, len(topk))``.
+        float64 tensor of shape ``(K, len(topk))``.
     """
-    num_classes = exit_scores.size(-1)
-    maxk = min(max(topk), num_classes)
-    top = exit_scores.topk(maxk, dim=-1).indices  # (N, K, maxk)
-    hit = top == labels.view(-1, 1, 1)
-    return torch.stack(
-        [hit[..., :min(k, num_classes)].any(-1).float().mean(0) * 100
-         for k in topk], dim=-1)
+    from hdkd_mm.evaluation.confidence import topk_correct
+    scores = exit_scores.detach().cpu()
+    if scores.dtype not in (torch.float32, torch.float64):
+        scores = scores.float()
+    scores, y = scores.numpy(), labels.detach().cpu().numpy()
+    return torch.stack([
+        torch.from_numpy(topk_correct(scores, y, k).mean(0) * 100)
+        for k in topk], dim=-1)
 
 
 #: A logged per-exit top-1 key: ``multi-exit/exit{k}/top1`` (any prefix), or

@@ -3,29 +3,20 @@ would otherwise fail only in the first training iteration, after the data
 and the optimizers are built: each raises a ``ValueError`` naming the config
 key, its value, why it is wrong and the fix."""
 import torch.nn as nn
-from mmengine.logging import print_log
 
 
 def check_exits_match_backbone(backbone: nn.Module, head: nn.Module) -> None:
     """The head must have one exit per backbone output, of the same width.
 
     Only needed when the head's ``in_channels`` were given (inferred ones
-    match by construction). The backbone's widths come from
-    :func:`~hdkd_mm.models.classifiers.multi_exit.infer_exit_channels`; a
-    backbone that its probe pass cannot run is left to the head's own check
-    in the first forward.
+    match by construction). The backbone's widths come from its exit
+    protocol (:mod:`hdkd_mm.models.exits`).
     """
-    from .multi_exit import infer_exit_channels  # (that module imports us)
+    from hdkd_mm.models.exits import exit_protocol
     given = list(getattr(head, 'in_channels', None) or ())
     if not given:
         return
-    try:
-        widths = infer_exit_channels(backbone)
-    except Exception as err:  # probe pass impossible: the head checks later
-        print_log(f'Exit widths of {type(backbone).__name__} not checked at '
-                  f'build time ({type(err).__name__}: {err}).',
-                  logger='current', level=10)
-        return
+    widths = exit_protocol(backbone).exit_channels()
     if len(widths) != len(given):
         raise ValueError(
             f'model.head.in_channels={given}: {len(given)} exits, but the '

@@ -13,60 +13,19 @@ from mmpretrain.structures import DataSample
 
 from hdkd_mm.engine.step_cfg import MOVED_FROM_LOSS_WEIGHTS, BilevelStepConfig
 
+from hdkd_mm.models.exits import exit_protocol
+
 from .checks import check_exits_match_backbone, check_hard_labels
 
 
-def check_timm_features(backbone: nn.Module) -> None:
-    """A ``TIMMBackbone`` must return per-stage features: raise a
-    ``ValueError`` naming the fix when its timm model was built without
-    ``features_only=True`` (it then returns one final feature map, which
-    gives no earlier exits). Other backbones pass."""
-    timm_model = getattr(backbone, 'timm_model', None)
-    if timm_model is None:
-        return
-    feature_info = getattr(timm_model, 'feature_info', None)
-    if feature_info is None or not hasattr(feature_info, 'channels'):
-        name = (getattr(timm_model, 'pretrained_cfg', None) or {}).get(
-            'architecture', type(timm_model).__name__)
-        raise ValueError(
-            f'This TIMMBackbone ({name}) gives no per-stage features, so it '
-            'cannot feed one exit per stage: build it with '
-            '`features_only=True` and `out_indices=(...)` (indices into '
-            "timm's feature_info, e.g. (1, 2, 3, 4) for a ResNet's four "
-            'stages).')
-
-
 def infer_exit_channels(backbone: nn.Module) -> List[int]:
-    """Channel widths of the features a backbone returns, one per exit.
+    """Channel widths of the features a backbone returns, one per exit: its
+    exit protocol's :meth:`~hdkd_mm.models.exits.ExitProtocol.exit_channels`.
 
-    Uses, in order: the backbone's own ``exit_channels`` (MSDNet), timm's
-    ``feature_info`` (MMPretrain's ``TIMMBackbone`` with ``features_only``),
-    and otherwise a probe forward pass on a zero image of the backbone's
-    ``img_size`` (64×64 when it has none) in eval mode, without gradients.
+    Raises:
+        UnsupportedBackboneError: for a backbone without an exit protocol.
     """
-    if hasattr(backbone, 'exit_channels'):
-        return list(backbone.exit_channels)
-    timm_model = getattr(backbone, 'timm_model', None)
-    if timm_model is not None:
-        check_timm_features(backbone)
-        return list(timm_model.feature_info.channels())
-    size = getattr(backbone, 'img_size', (64, 64))
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    was_training = backbone.training
-    backbone.eval()
-    try:
-        with torch.no_grad():
-            param = next(backbone.parameters())
-            feats = backbone(torch.zeros(1, 3, *size, device=param.device,
-                                         dtype=param.dtype))
-    finally:
-        backbone.train(was_training)
-    widths = []
-    for feat in feats:
-        if isinstance(feat, (list, tuple)):  # e.g. ViT 'raw' with cls token
-            feat = feat[-1]
-        widths.append(int(feat.shape[1] if feat.dim() != 3 else feat.shape[-1]))
-    return widths
+    return list(exit_protocol(backbone).exit_channels())
 
 
 @MODELS.register_module()
@@ -74,8 +33,10 @@ class MultiExitClassifier(ImageClassifier):
     """Image classifier with one classification exit per backbone output.
 
     Args:
-        backbone (dict): a backbone returning a tuple of K features (MSDNet,
-            or any MMPretrain backbone with ``out_indices``).
+        backbone (dict): a backbone returning a tuple of K features, with
+            an exit protocol (:mod:`hdkd_mm.models.exits`: MSDNet, MMPretrain
+            ResNets and ViT with ``out_indices``, ``TIMMBackbone`` with
+            ``features_only``).
         head (dict): a multi-exit head. Leave its ``in_channels`` unset
             (``None``) to infer the widths from the backbone.
         neck, pretrained, train_cfg, data_preprocessor, init_cfg: as
@@ -124,10 +85,10 @@ class MultiExitClassifier(ImageClassifier):
                 'head module (set pooling inside the head).')
         if isinstance(backbone, dict):
             backbone = MODELS.build(backbone)
-        check_timm_features(backbone)
+        widths = infer_exit_channels(backbone)  # refuses unsupported ones
         inferred = isinstance(head, dict) and head.get('in_channels') is None
         if inferred:
-            head = dict(head, in_channels=infer_exit_channels(backbone))
+            head = dict(head, in_channels=widths)
         super().__init__(
             backbone=backbone,
             neck=None,

@@ -6,9 +6,12 @@ from .protocol import (ExitMarker, ExitProtocol, SequentialExitProtocol,
                        UnsupportedBackboneError, exit_protocol,
                        register_exit_protocol, registered_backbone_types)
 from .resnet import ResNetExitProtocol
+from .timm import TIMMExitProtocol
+from .vit import ViTExitProtocol
 
 __all__ = [
     'ExitMarker', 'ExitProtocol', 'SequentialExitProtocol',
     'UnsupportedBackboneError', 'exit_protocol', 'register_exit_protocol',
-    'registered_backbone_types', 'ResNetExitProtocol'
+    'registered_backbone_types', 'ResNetExitProtocol', 'TIMMExitProtocol',
+    'ViTExitProtocol'
 ]

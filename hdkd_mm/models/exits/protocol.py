@@ -58,8 +58,8 @@ class UnsupportedBackboneError(TypeError):
         module = type(backbone).__module__
         reason = f' ({reason})' if reason else ''
         super().__init__(
-            f'Backbone {name} ({module}.{name}) has no exit protocol'
-            f'{reason}: the multi-exit classifier, the FLOP counter, budgeted '
+            f'Backbone {name} ({module}.{name}) is not supported by the '
+            f'exit protocol{reason}: the multi-exit classifier, the FLOP counter, budgeted '
             'evaluation and early exit learn its exits through the exit '
             'protocol (hdkd_mm.models.exits.ExitProtocol). To support it, add '
             'one file under hdkd_mm/models/exits/ defining a subclass of '
