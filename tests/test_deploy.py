@@ -31,8 +31,7 @@ import hdkd_mm  # noqa: F401
 from hdkd_mm.analysis.flops import exit_costs
 from hdkd_mm.deploy import OnnxEarlyExit
 from hdkd_mm.deploy.export import export_early_exit
-from hdkd_mm.deploy.runtime import confidence
-from hdkd_mm.evaluation.budgeted import apply_thresholds
+from hdkd_mm.evaluation.confidence import confidence
 from hdkd_mm.evaluation.early_exit import EarlyExitPredictor
 
 INF = float('inf')
@@ -101,7 +100,7 @@ def spaced_thresholds(conf, q):
         i = lo + int(np.argmax(np.diff(c[lo:hi + 1])))
         thr[k] = (c[i] + c[i + 1]) / 2
         # relative to 1 - c too: near 1, rounding moves 1 - c relatively
-        assert c[i + 1] - c[i] > 1e-4 * min(c[i + 1], 1 - c[i])
+        assert c[i + 1] - c[i] > 1e-4 * min(abs(c[i + 1]), abs(1 - c[i]))
     thr[-1] = -INF
     return thr
 
@@ -113,9 +112,7 @@ def exported(request, tmp_path_factory):
     model = build(cfg)
     gen = torch.Generator().manual_seed(1)
     x = torch.randn((300, ) + shape, generator=gen)
-    conf = np.stack([confidence('max_softmax', z)
-                     for z in full_logits(model, x).transpose(1, 0, 2)], 1)
-    thr = spaced_thresholds(conf, 0.6)
+    thr = spaced_thresholds(confidence(full_logits(model, x))[0], 0.6)
     costs = [r['mflops'] for r in exit_costs(model, shape)]
     out = str(tmp_path_factory.mktemp(request.param))
     export_early_exit(model, out, thr, shape, costs,
@@ -123,20 +120,9 @@ def exported(request, tmp_path_factory):
     return model, out, x, thr
 
 
-def torch_early_exit(model, x, thr):
-    """The PyTorch early exit: the router where the backbone runs in
-    stages through it, else the simulation on the full logits (which the
-    router equals, tests/test_early_exit.py)."""
-    try:
-        res = EarlyExitPredictor(model, thr)(x)
-        return res.exit0, res.pred.numpy(), res.logits.numpy()
-    except NotImplementedError:
-        logits = full_logits(model, x)
-        conf = np.stack([confidence('max_softmax', logits[:, k])
-                         for k in range(logits.shape[1])], 1)
-        exits = apply_thresholds(conf, thr)
-        taken = logits[np.arange(len(x)), exits]
-        return exits, taken.argmax(-1), taken
+def torch_early_exit(model, x, thr, name='max_softmax'):
+    res = EarlyExitPredictor(model, thr, confidence=name)(x)
+    return res.exit0, res.pred.numpy(), res.logits.numpy()
 
 
 def test_runtime_equals_pytorch_early_exit(exported):
@@ -193,7 +179,8 @@ def test_json_and_folder_contents(exported):
     assert collab == [False] + [bool(
         getattr(model.head.exits[1], 'collaboration', None))] * (K - 1)
     for name in [s['file'] for s in spec['stages']] + \
-            [e['file'] for e in spec['exits']] + ['runtime.py']:
+            [e['file'] for e in spec['exits']] + ['runtime.py',
+                                                  'confidence.py']:
         assert osp.isfile(osp.join(out, name))
 
 
@@ -208,6 +195,25 @@ def test_preprocess_matches_data_preprocessor(exported):
     # channels-last raw images too
     np.testing.assert_array_equal(
         onnx_model.preprocess(raw.permute(0, 2, 3, 1).numpy()), got)
+
+
+@pytest.mark.parametrize('name', ['entropy', 'margin'])
+def test_other_confidence_measures(name, tmp_path):
+    """Thresholds of another measure route the same on both sides."""
+    model = build(msdnet_cfg())
+    x = torch.randn((200, 3, 32, 32),
+                    generator=torch.Generator().manual_seed(2))
+    thr = spaced_thresholds(confidence(full_logits(model, x), name)[0], 0.5)
+    costs = [1.0, 2.0, 3.0, 4.0]
+    export_early_exit(model, str(tmp_path), thr, (3, 32, 32), costs,
+                      confidence=name)
+    onnx_model = OnnxEarlyExit(str(tmp_path))
+    assert onnx_model.confidence_name == name
+    exits, pred, _ = torch_early_exit(model, x, thr, name)
+    got = onnx_model(x.numpy())
+    np.testing.assert_array_equal(got['exit'] - 1, exits)
+    np.testing.assert_array_equal(got['pred'], pred)
+    assert len(set(exits.tolist())) > 2
 
 
 RUNTIME_ONLY = r'''
@@ -278,7 +284,7 @@ def test_runtime_rejects_wrong_thresholds_and_confidence(exported, tmp_path):
     shutil.rmtree(bad)
     bad = _edited(out, tmp_path, confidence='softmax_max')
     with pytest.raises(ValueError, match=r'"confidence": \'softmax_max\' is '
-                       r'not a known.*entropy.*margin.*max_softmax'):
+                       r'not a known.*max_softmax, entropy, margin'):
         OnnxEarlyExit(bad)
     shutil.rmtree(bad)
     bad = _edited(out, tmp_path, format_version=99)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from hdkd_mm.evaluation.confidence import check_confidence
 from hdkd_mm.models.exits import exit_protocol
 from hdkd_mm.models.heads.multi_exit_head import CollaborativeExit
 
@@ -169,10 +170,7 @@ def export_early_exit(model: nn.Module, out_dir: str, thresholds,
         raise ValueError(f'The backbone has {proto.num_exits} stages but the '
                          f'head has {k_exits} exits.')
     thr = rt.thresholds_list(thresholds, k_exits, 'thresholds')
-    if confidence not in rt.CONFIDENCES:
-        raise ValueError(f'confidence {confidence!r} is not a known '
-                         f'confidence measure; use one of '
-                         f'{sorted(rt.CONFIDENCES)}')
+    check_confidence(confidence)
     costs = [float(c) for c in exit_mflops]
     if len(costs) != k_exits:
         raise ValueError(f'exit_mflops must hold {k_exits} costs; got '
@@ -234,6 +232,7 @@ def export_early_exit(model: nn.Module, out_dir: str, thresholds,
     with open(osp.join(out_dir, JSON_NAME), 'w') as f:
         json.dump(spec, f, indent=1)
     shutil.copyfile(rt.__file__, osp.join(out_dir, 'runtime.py'))
+    shutil.copyfile(rt._conf.__file__, osp.join(out_dir, 'confidence.py'))
     if check:
         _check_export(out_dir, traced, k_exits)
     return spec

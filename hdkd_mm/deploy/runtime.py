@@ -46,50 +46,35 @@ __all__ = ['OnnxEarlyExit', 'CONFIDENCES', 'confidence', 'thresholds_list',
 
 
 # --------------------------------------------------------------------------
-# confidence measures: (m, C) float32 logits -> float64 (m,), larger = surer
+# confidence measures: hdkd_mm/evaluation/confidence.py itself (numpy only),
+# so that the runtime decides exactly as the PyTorch router and the
+# simulation. Imported as part of hdkd_mm it is the package module; loaded
+# from an export folder it is the copy the exporter put next to this file
+# (loading it by path does not run hdkd_mm/__init__.py, which imports the
+# OpenMMLab stack).
 # --------------------------------------------------------------------------
-def _softmax64(logits: np.ndarray) -> np.ndarray:
-    x = logits.astype(np.float64)
-    np.subtract(x, x.max(axis=-1, keepdims=True), out=x)
-    np.exp(x, out=x)
-    x /= x.sum(axis=-1, keepdims=True)
-    return x
+def _confidence_module():
+    import importlib
+    import importlib.util
+    if __package__:  # hdkd_mm.deploy
+        return importlib.import_module(
+            __package__.rsplit('.', 1)[0] + '.evaluation.confidence')
+    here = osp.dirname(osp.abspath(__file__))
+    for path in (osp.join(here, 'confidence.py'),
+                 osp.join(here, '..', 'evaluation', 'confidence.py')):
+        if osp.isfile(path):
+            spec = importlib.util.spec_from_file_location(
+                '_hdkd_mm_confidence', path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    raise ImportError(f'confidence.py is missing next to {__file__}: copy '
+                      'the whole export folder')
 
 
-def max_softmax(logits: np.ndarray) -> np.ndarray:
-    """Largest softmax probability, as ``1 / sum_c exp(l_c - max l)``."""
-    x = logits.astype(np.float64)
-    np.subtract(x, x.max(axis=-1, keepdims=True), out=x)
-    np.exp(x, out=x)
-    return 1.0 / x.sum(axis=-1)
-
-
-def entropy(logits: np.ndarray) -> np.ndarray:
-    """Negative entropy of the softmax (nats); 0 for a one-hot output."""
-    p = _softmax64(logits)
-    with np.errstate(divide='ignore', invalid='ignore'):
-        plogp = np.where(p > 0, p * np.log(p), 0.0)
-    return plogp.sum(axis=-1)
-
-
-def margin(logits: np.ndarray) -> np.ndarray:
-    """Top-1 minus top-2 softmax probability."""
-    p = _softmax64(logits)
-    top2 = np.partition(p, p.shape[-1] - 2, axis=-1)[..., -2:]
-    return top2[..., 1] - top2[..., 0]
-
-
-CONFIDENCES = dict(max_softmax=max_softmax, entropy=entropy, margin=margin)
-
-
-def confidence(name: str, logits: np.ndarray) -> np.ndarray:
-    """Confidence ``name`` of ``(m, C)`` logits; raises on non-finite ones."""
-    if name not in CONFIDENCES:
-        raise ValueError(f'unknown confidence {name!r}; known: '
-                         f'{sorted(CONFIDENCES)}')
-    if not np.isfinite(logits).all():
-        raise ValueError('logits contain NaN or infinite values')
-    return CONFIDENCES[name](logits)
+_conf = _confidence_module()
+CONFIDENCES = _conf.CONFIDENCES
+confidence = _conf.confidence  # (logits, name) -> (conf float64, pred)
 
 
 # --------------------------------------------------------------------------
@@ -139,7 +124,8 @@ def load_spec(path: str) -> dict:
     if spec['confidence'] not in CONFIDENCES:
         raise ValueError(
             f'{path}: "confidence": {spec["confidence"]!r} is not a known '
-            f'confidence measure; use one of {sorted(CONFIDENCES)}')
+            f'confidence measure; use one of {", ".join(CONFIDENCES)} (the '
+            'measure the thresholds were fitted with)')
     thresholds_list(spec['thresholds'], k, f'{path}: "thresholds"')
     costs = spec['exit_mflops']
     if len(costs) != k or not all(math.isfinite(float(c)) for c in costs):
@@ -321,11 +307,11 @@ class OnnxEarlyExit:
             z = prev[:m]
             if logits_out is None:
                 logits_out = np.empty((n, ) + z.shape[1:], z.dtype)
-            conf = confidence(self.confidence_name, z)
+            conf, p = confidence(z, self.confidence_name)
             done = np.ones(m, bool) if k == last else conf >= thr[k]
             if done.any():
                 g = idx[done]
-                pred[g] = z[done].argmax(-1)
+                pred[g] = p[done]
                 exit_[g] = k + 1
                 conf_out[g] = conf[done]
                 logits_out[g] = z[done]

@@ -17,7 +17,7 @@ onnxruntime only). Run it with::
 
 ``--thresholds``: K values (the last is not read; write -inf), as
 ``--thresholds=0.9,0.8,-inf`` or a JSON file with a list or
-``{"thresholds": [...]}``; ``--budget-json``/``--budget-index``: budget p
+``{"thresholds": [...], "confidence": ...}``; ``--budget-json``/``--budget-index``: budget p
 (1..39, or ``target``) of this config's model in a budgeted.json of
 tools/analysis/budgeted_eval.py. ``tools/deploy/verify_export.py`` compares
 the export with the PyTorch early exit on the test split.
@@ -32,13 +32,13 @@ from mmengine.config import DictAction
 import hdkd_mm  # noqa: F401
 from hdkd_mm.analysis.flops import default_input_shape, exit_costs
 from hdkd_mm.deploy.export import export_early_exit
-from hdkd_mm.deploy.runtime import CONFIDENCES
 from hdkd_mm.evaluation.budgeted_eval import test_loader_cfg
-from hdkd_mm.evaluation.early_exit import (check_thresholds,
-                                           parse_thresholds,
+from hdkd_mm.evaluation.confidence import CONFIDENCES
+from hdkd_mm.evaluation.thresholds import (check_thresholds, load_thresholds,
                                            thresholds_from_budget_json)
 from hdkd_mm.evaluation.inference import build_model_from_checkpoint
 from hdkd_mm.launch import load_config, prepare_config
+from hdkd_mm.models.exits import UnsupportedBackboneError
 
 
 def parse_args(argv=None):
@@ -54,10 +54,10 @@ def parse_args(argv=None):
     parser.add_argument('--budget-index', metavar='P',
                         help='budget p (1-based) or "target"; with '
                         '--budget-json')
-    parser.add_argument('--confidence', choices=sorted(CONFIDENCES),
-                        help='confidence measure of the thresholds (default:'
-                        ' the thresholds file\'s "confidence", else '
-                        'max_softmax)')
+    parser.add_argument('--confidence', choices=CONFIDENCES,
+                        help='the confidence measure the thresholds were '
+                        'fitted with (default: what the thresholds file or '
+                        'budgeted.json records, else max_softmax)')
     parser.add_argument('--opset', type=int, default=17)
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -65,20 +65,6 @@ def parse_args(argv=None):
     if args.budget_json and args.budget_index is None:
         parser.error('--budget-json needs --budget-index P')
     return args
-
-
-def _file_confidence(path):
-    """The ``confidence`` a thresholds or budgeted JSON file records."""
-    if not path or not osp.isfile(path):
-        return None
-    with open(path) as f:
-        value = json.load(f)
-    if isinstance(value, dict):
-        if 'confidence' in value:
-            return value['confidence']
-        models = value.get('models') or [{}]
-        return models[0].get('confidence') if len(models) == 1 else None
-    return None
 
 
 def class_names(cfg, checkpoint):
@@ -99,15 +85,14 @@ def class_names(cfg, checkpoint):
 
 def run(args) -> dict:
     if args.thresholds is not None:
-        thresholds = parse_thresholds(args.thresholds)
+        thresholds, confidence = load_thresholds(args.thresholds,
+                                                 args.confidence)
         source = args.thresholds
     else:
-        thresholds = thresholds_from_budget_json(
+        thresholds, confidence = thresholds_from_budget_json(
             args.budget_json, args.budget_index, args.config,
-            args.checkpoint)
-        source = args.budget_json
-    confidence = args.confidence or _file_confidence(source) or \
-        'max_softmax'
+            args.checkpoint, args.confidence)
+        source = f'{args.budget_json} budget {args.budget_index}'
     cfg = prepare_config(load_config(args.config, args.cfg_options),
                          args.config)
     model = build_model_from_checkpoint(cfg, args.checkpoint)
@@ -127,8 +112,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         spec = run(args)
-    except (ValueError, FileNotFoundError, NotImplementedError,
-            TypeError, RuntimeError) as err:
+    except (ValueError, FileNotFoundError, UnsupportedBackboneError,
+            RuntimeError) as err:
         sys.exit(f'export_early_exit: error: {err}')
     graphs = ([spec['start']['file']] if spec['start'] else []) + [
         s['file'] for s in spec['stages']] + [e['file'] for e in spec['exits']]

@@ -30,9 +30,9 @@ import torch
 
 import hdkd_mm  # noqa: F401
 from hdkd_mm.deploy import OnnxEarlyExit
-from hdkd_mm.deploy.runtime import confidence as onnx_confidence
 from hdkd_mm.evaluation.budgeted import apply_thresholds
 from hdkd_mm.evaluation.budgeted_eval import test_loader_cfg
+from hdkd_mm.evaluation.confidence import confidence
 from hdkd_mm.evaluation.early_exit import EarlyExitPredictor
 from hdkd_mm.evaluation.inference import build_model_from_checkpoint
 from hdkd_mm.launch import load_config, prepare_config
@@ -58,7 +58,8 @@ def compare(model, onnx_model, loader, num_samples=None) -> dict:
     """Counts over the loader (see the module doc)."""
     thr = onnx_model.thresholds
     name = onnx_model.confidence_name
-    predictor = EarlyExitPredictor(model, thr, onnx_model.exit_mflops)
+    predictor = EarlyExitPredictor(model, thr, onnx_model.exit_mflops,
+                                   confidence=name)
     n = same_exit = same_pred = 0
     max_abs = max_rel = pre_diff = 0.0
     own_exit = own_pred = rows_bitwise = 0
@@ -82,10 +83,8 @@ def compare(model, onnx_model, loader, num_samples=None) -> dict:
         p_t = res.pred.numpy()
         same_exit += int((e_t == e_o).sum())
         same_pred += int((p_t == out['pred']).sum())
-        conf_t = np.stack([onnx_confidence(name, full_t[:, k])
-                           for k in range(full_t.shape[1])], 1)
-        conf_o = np.stack([onnx_confidence(name, full_o[:, k])
-                           for k in range(full_o.shape[1])], 1)
+        conf_t = confidence(full_t, name)[0]
+        conf_o = confidence(full_o, name)[0]
         # the ONNX router against the simulation on its own full logits
         sim_o = apply_thresholds(conf_o, thr)
         own_exit += int((sim_o == e_o).sum())
