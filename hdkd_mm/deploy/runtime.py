@@ -291,6 +291,8 @@ class OnnxEarlyExit:
         x = self._check(x)
         n = x.shape[0]
         thr, last = self.thresholds, self.num_exits - 1
+        if n == 1:
+            return self._route_one(x)
         pad_to = min(self.min_rows, n)
         pred = np.empty(n, np.int64)
         exit_ = np.empty(n, np.int64)
@@ -327,3 +329,18 @@ class OnnxEarlyExit:
         return dict(pred=pred, exit=exit_, confidence=conf_out,
                     mflops=self.exit_mflops[exit_ - 1], logits=logits_out,
                     rows=rows)
+
+    def _route_one(self, x: np.ndarray) -> Dict[str, np.ndarray]:
+        """Batch size 1: the same decisions without the bookkeeping (which
+        costs as much as a small stage at this size)."""
+        thr, last = self.thresholds, self.num_exits - 1
+        state, z = self.start(x), None
+        for k in range(self.num_exits):
+            state, feat = self.run_stage(k, state)
+            z = self.run_exit(k, feat, z)
+            conf, p = confidence(z, self.confidence_name)
+            if k == last or conf[0] >= thr[k]:
+                break
+        return dict(pred=p, exit=np.array([k + 1]), confidence=conf,
+                    mflops=self.exit_mflops[k:k + 1], logits=z,
+                    rows=[1] * (k + 1))
