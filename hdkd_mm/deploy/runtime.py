@@ -56,18 +56,16 @@ __all__ = ['OnnxEarlyExit', 'CONFIDENCES', 'confidence', 'thresholds_list',
 def _confidence_module():
     import importlib
     import importlib.util
+    path = osp.join(osp.dirname(osp.abspath(__file__)), 'confidence.py')
+    if osp.isfile(path):  # an export folder
+        spec = importlib.util.spec_from_file_location('_hdkd_mm_confidence',
+                                                      path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
     if __package__:  # hdkd_mm.deploy
         return importlib.import_module(
             __package__.rsplit('.', 1)[0] + '.evaluation.confidence')
-    here = osp.dirname(osp.abspath(__file__))
-    for path in (osp.join(here, 'confidence.py'),
-                 osp.join(here, '..', 'evaluation', 'confidence.py')):
-        if osp.isfile(path):
-            spec = importlib.util.spec_from_file_location(
-                '_hdkd_mm_confidence', path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module
     raise ImportError(f'confidence.py is missing next to {__file__}: copy '
                       'the whole export folder')
 
