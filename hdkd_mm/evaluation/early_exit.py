@@ -22,9 +22,13 @@ thresholds)`` exactly. In eval mode a sample's logits do not depend on the
 other samples of its batch mathematically, but CPU kernels may pick another
 algorithm for a batch of 1 or 2 rows and change the last bits of a logit
 (see docs/early_exit.md), which could flip a decision for a confidence that
-close to a threshold. So a sub-batch of fewer than ``min_rows`` (3) samples
-is padded with copies of its first sample (never beyond the size of the input
-batch); the copies cost at most ``min_rows - 1`` samples' work per exit.
+close to a threshold. So a sub-batch of fewer than ``min_rows`` samples (the
+exit protocol's :attr:`~hdkd_mm.models.exits.ExitProtocol.min_rows`: 3, or
+16 for timm's feature backbones) is padded with copies of its first sample
+(never beyond the size of the input batch) before the later stages, and the
+exits' classifiers (cheap, but ``Linear`` layers take another BLAS path
+below about 16 rows) run on at least ``head_min_rows`` (16) rows; the copies
+cost at most ``min_rows - 1`` samples' work per stage.
 ``evaluate_early_exit(..., verify=True)`` counts mismatches on real data.
 
 **Cost.** ``exit_mflops`` (cumulative MFLOPs of each exit, as
@@ -54,11 +58,14 @@ from .thresholds import (check_thresholds, parse_thresholds,  # noqa: F401
 
 __all__ = [
     'EarlyExitResult', 'EarlyExitPredictor', 'early_exit_forward',
-    'evaluate_early_exit', 'DEFAULT_MIN_ROWS', 'EVAL_MODE_NEEDED'
+    'evaluate_early_exit', 'DEFAULT_MIN_ROWS', 'DEFAULT_HEAD_MIN_ROWS',
+    'EVAL_MODE_NEEDED'
 ]
 
-# Smallest sub-batch the routing runs (see the module doc).
+# Smallest sub-batch the routing runs the stages (when the exit protocol
+# does not say) and the exit heads on (see the module doc).
 DEFAULT_MIN_ROWS = 3
+DEFAULT_HEAD_MIN_ROWS = 16
 
 EVAL_MODE_NEEDED = (
     'Early-exit inference needs the model in eval mode (model.eval()): in '
@@ -111,15 +118,18 @@ class EarlyExitPredictor:
             :func:`~hdkd_mm.analysis.flops.exit_costs` for the input shape
             on first use.
         min_rows: smallest sub-batch the later stages run on (padding
-            copies, never beyond the input batch size); 1 disables the guard.
+            copies, never beyond the input batch size); default the exit
+            protocol's ``min_rows``; 1 disables the guard.
+        head_min_rows: the same for the exits' classifiers (default 16).
         confidence: the confidence measure the thresholds were fitted with
             (:data:`~hdkd_mm.evaluation.confidence.CONFIDENCES`).
     """
 
     def __init__(self, model: nn.Module, thresholds,
                  exit_mflops: Optional[Sequence[float]] = None,
-                 min_rows: int = DEFAULT_MIN_ROWS,
-                 confidence: str = DEFAULT_CONFIDENCE):
+                 min_rows: Optional[int] = None,
+                 confidence: str = DEFAULT_CONFIDENCE,
+                 head_min_rows: int = DEFAULT_HEAD_MIN_ROWS):
         self.model = model
         self.confidence = check_confidence(confidence)
         self.stages = exit_protocol(model.backbone)
@@ -138,10 +148,15 @@ class EarlyExitPredictor:
         self.exit_mflops = None
         if exit_mflops is not None:
             self.exit_mflops = _check_mflops(exit_mflops, self.num_exits)
-        if int(min_rows) != min_rows or min_rows < 1:
-            raise ValueError(f'min_rows must be a positive integer; got '
-                             f'{min_rows}')
+        if min_rows is None:
+            min_rows = getattr(self.stages, 'min_rows', DEFAULT_MIN_ROWS)
+        for key, value in (('min_rows', min_rows),
+                           ('head_min_rows', head_min_rows)):
+            if int(value) != value or value < 1:
+                raise ValueError(f'{key} must be a positive integer; got '
+                                 f'{value}')
         self.min_rows = int(min_rows)
+        self.head_min_rows = int(head_min_rows)
 
     def costs(self, input_shape: Sequence[int]) -> np.ndarray:
         """Cumulative per-exit MFLOPs for one image of ``input_shape``."""
@@ -153,6 +168,21 @@ class EarlyExitPredictor:
             rows = exit_costs(self.model, key)
             self._costs[key] = np.array([r['mflops'] for r in rows])
         return self._costs[key]
+
+    def _exit_logits(self, k: int, feat: torch.Tensor,
+                     prev: Optional[torch.Tensor], pad_to: int
+                     ) -> torch.Tensor:
+        """Exit k's logits for the rows of ``feat``, computed on at least
+        ``pad_to`` rows (copies of the first; eval-mode heads treat rows
+        independently)."""
+        rows = int(feat.shape[0])
+        if rows >= pad_to:
+            return self.model.head.exit_forward(k, feat, prev)
+        index = torch.zeros(pad_to, dtype=torch.long, device=feat.device)
+        index[:rows] = torch.arange(rows, device=feat.device)
+        prev = None if prev is None else prev.index_select(0, index)
+        return self.model.head.exit_forward(
+            k, feat.index_select(0, index), prev)[:rows]
 
     def _conf_pred(self, z: torch.Tensor):
         return confidence(z.detach().float().cpu().numpy(), self.confidence)
@@ -170,6 +200,7 @@ class EarlyExitPredictor:
             return self._route_one(inputs, costs)
         thr = self.thresholds
         pad_to = min(self.min_rows, n)
+        head_pad_to = min(self.head_min_rows, n)
         pred = np.empty(n, dtype=np.int64)
         exit_ = np.empty(n, dtype=np.int64)
         conf_out = np.empty(n, dtype=np.float64)
@@ -179,12 +210,12 @@ class EarlyExitPredictor:
         m = n  # real rows; the state may hold padding copies beyond them
         state = self.stages.start(inputs)
         last = self.num_exits - 1
-        head = self.model.head
         prev_logits = None  # exit k-1's logits for the state's rows
         for k in range(self.num_exits):
             state, feat = self.stages.run(k, state)
             rows.append(int(feat.shape[0]))
-            prev_logits = head.exit_forward(k, feat, prev_logits)
+            prev_logits = self._exit_logits(k, feat, prev_logits,
+                                            head_pad_to)
             z = prev_logits[:m]
             if logits_out is None:
                 logits_out = z.new_empty((n, ) + tuple(z.shape[1:]))
@@ -263,7 +294,7 @@ class EarlyExitPredictor:
 
 def early_exit_forward(model: nn.Module, inputs: torch.Tensor, thresholds,
                        exit_mflops: Optional[Sequence[float]] = None,
-                       min_rows: int = DEFAULT_MIN_ROWS,
+                       min_rows: Optional[int] = None,
                        confidence: str = DEFAULT_CONFIDENCE
                        ) -> EarlyExitResult:
     """One-shot :class:`EarlyExitPredictor` call (see there)."""

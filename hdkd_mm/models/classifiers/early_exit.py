@@ -56,8 +56,7 @@ class EarlyExitClassifier(MultiExitClassifier):
                        confidence: Optional[str] = None) -> None:
         """Switch early-exit prediction on (``thresholds``) or off
         (``None``)."""
-        from hdkd_mm.evaluation.early_exit import (DEFAULT_MIN_ROWS,
-                                                   EarlyExitPredictor)
+        from hdkd_mm.evaluation.early_exit import EarlyExitPredictor
         from hdkd_mm.evaluation.thresholds import load_thresholds
         self._fast_copy = None
         self._fast_kernels = bool(fast_kernels)
@@ -66,9 +65,8 @@ class EarlyExitClassifier(MultiExitClassifier):
             return
         # a thresholds file may record its confidence: a mismatch is refused
         thresholds, confidence = load_thresholds(thresholds, confidence)
-        self.early_exit = EarlyExitPredictor(
-            self, thresholds, exit_mflops,
-            DEFAULT_MIN_ROWS if min_rows is None else min_rows, confidence)
+        self.early_exit = EarlyExitPredictor(self, thresholds, exit_mflops,
+                                             min_rows, confidence)
 
     def _weights_version(self) -> tuple:
         """Changes whenever a parameter or buffer is written in place
@@ -88,9 +86,9 @@ class EarlyExitClassifier(MultiExitClassifier):
             finally:
                 self.early_exit = plain
             # the copy's costs equal the plain model's (same FLOP rules)
-            predictor = EarlyExitPredictor(copy, plain.thresholds,
-                                           plain.exit_mflops, plain.min_rows,
-                                           plain.confidence)
+            predictor = EarlyExitPredictor(
+                copy, plain.thresholds, plain.exit_mflops, plain.min_rows,
+                plain.confidence, plain.head_min_rows)
             self._fast_copy = (version, predictor)
         return self._fast_copy[1]
 

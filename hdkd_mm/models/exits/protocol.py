@@ -82,6 +82,12 @@ class ExitProtocol:
             runs the backbone's own modules).
     """
 
+    #: The smallest sub-batch the early-exit router runs a stage on
+    #: (padding with copies of a row): CPU kernels may compute a row
+    #: differently, in the last bits, for very small batches, which could
+    #: flip a decision tied with a threshold (docs/early_exit.md).
+    min_rows: int = 3
+
     def __init__(self, backbone: nn.Module):
         self.backbone = backbone
 

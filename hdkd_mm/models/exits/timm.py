@@ -43,6 +43,10 @@ class TIMMExitProtocol(SequentialExitProtocol):
             exits), naming the fix.
     """
 
+    # The 1x1 convolutions of squeeze-excitation gates on pooled (N, C, 1, 1)
+    # maps change their last bits for fewer than 16 rows on the CPU.
+    min_rows = 16
+
     def __init__(self, backbone: TIMMBackbone):
         super().__init__(backbone)
         model = backbone.timm_model
