@@ -43,8 +43,9 @@ class TIMMExitProtocol(SequentialExitProtocol):
             exits), naming the fix.
     """
 
-    # The 1x1 convolutions of squeeze-excitation gates on pooled (N, C, 1, 1)
-    # maps change their last bits for fewer than 16 rows on the CPU.
+    # Convolutions with a bias (e.g. the 1x1 convolutions of timm's
+    # squeeze-excitation gates) can take another CPU kernel for a batch of
+    # fewer than 16 rows (docs/early_exit.md).
     min_rows = 16
 
     def __init__(self, backbone: TIMMBackbone):
