@@ -15,6 +15,8 @@ from hdkd_mm.evaluation.budgeted import (apply_thresholds,
                                          fit_thresholds,
                                          geometric_shares, search_budget,
                                          topk_correct)
+from hdkd_mm.evaluation.confidence import (CONFIDENCES, check_confidence,
+                                           confidence)
 
 INF = float('inf')
 MSDNET_CIFAR = [6.86, 14.35, 27.29, 48.45, 81.57, 112.64, 152.92, 192.69]
@@ -68,11 +70,24 @@ def ref_rank(scores, label):
     return order.index(label)
 
 
-def ref_evaluate(hl, hy, tl, ty, costs, num_budgets):
+def ref_confidence(row, name):
+    """One exit's confidence from its logits with math.exp, per definition:
+    max p, sum p log p (the negative entropy) or p_top1 - p_top2."""
+    m = max(row)
+    z = sum(math.exp(v - m) for v in row)
+    probs = sorted((math.exp(v - m) / z for v in row), reverse=True)
+    if name == 'max_softmax':
+        return probs[0]
+    if name == 'entropy':
+        return sum(p * math.log(p) for p in probs if p > 0)
+    return probs[0] - (probs[1] if len(probs) > 1 else 0.0)
+
+
+def ref_evaluate(hl, hy, tl, ty, costs, num_budgets, conf_name='max_softmax'):
     """Everything from scratch, per sample; confidences from the module
     (checked separately against math.exp) so thresholds compare exactly."""
-    hconf = exit_confidences(hl)[0].tolist()
-    tconf = exit_confidences(tl)[0].tolist()
+    hconf = exit_confidences(hl, conf_name)[0].tolist()
+    tconf = exit_confidences(tl, conf_name)[0].tolist()
     n_t, num_exits = len(tconf), len(tconf[0])
     rows = []
     for p in range(1, num_budgets + 1):
@@ -123,6 +138,53 @@ def test_exit_confidences_match_math_reference():
     c64, p64 = exit_confidences(l32.astype(np.float64))
     np.testing.assert_array_equal(c32, c64)
     np.testing.assert_array_equal(p32, p64)
+
+
+@pytest.mark.parametrize('name', ['entropy', 'margin'])
+def test_entropy_and_margin_match_math_reference(name):
+    """The other confidence measures against their definitions, with tied
+    maxima, all-equal rows, huge logits and one class; the prediction is the
+    same argmax (first maximum) for every measure."""
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((9, 3, 6)) * 5
+    logits[0, 0] = [1000.0, 999.0, -1000.0, 0.0, 3.0, 1000.0]  # tied max
+    logits[1, 1] = -5000.0  # all equal: maximal entropy, zero margin
+    logits[2, 2] = [60.0, 0, 0, 0, 0, 0]  # p_top1 = 1.0 in float64
+    conf, pred = exit_confidences(logits, name)
+    np.testing.assert_array_equal(pred, exit_confidences(logits)[1])
+    for i in range(9):
+        for k in range(3):
+            expected = ref_confidence(logits[i, k].tolist(), name)
+            # the float64 sums of 6 terms: agreement to a few ulps of 1
+            assert conf[i, k] == pytest.approx(expected, rel=1e-12,
+                                               abs=1e-14)
+    if name == 'entropy':
+        assert conf[1, 1] == pytest.approx(-math.log(6), rel=1e-15)
+        assert np.all(conf <= 0) and np.all(conf >= -math.log(6) - 1e-15)
+    else:
+        assert conf[0, 0] == 0.0 and conf[1, 1] == 0.0
+        assert np.all((conf >= 0) & (conf <= 1)) and conf[2, 2] == 1.0
+    assert confidence(np.array([[3.0]]), name)[0][0] == (
+        0.0 if name == 'entropy' else 1.0)  # one class
+    # row by row through confidence() = exit_confidences, bit for bit
+    c2, p2 = confidence(logits.astype(np.float32), name)
+    np.testing.assert_array_equal(
+        c2, exit_confidences(logits.astype(np.float32), name)[0])
+    np.testing.assert_array_equal(p2, pred)
+
+
+def test_unknown_confidence_name():
+    l = np.zeros((2, 2, 3))
+    for call in (lambda: exit_confidences(l, 'softmax'),
+                 lambda: confidence(l[0], 'entropie'),
+                 lambda: check_confidence(None),
+                 lambda: evaluate_budgets(l, [0, 1], l, [0, 1], [1., 2.],
+                                          confidence='max'),
+                 lambda: search_budget(l, [0, 1], l, [0, 1], [1., 2.], 1.5,
+                                       confidence='max')):
+        with pytest.raises(ValueError, match=r"max_softmax, entropy, margin"):
+            call()
+    assert CONFIDENCES == ('max_softmax', 'entropy', 'margin')
 
 
 def test_topk_correct_matches_sorted_reference():
@@ -277,6 +339,47 @@ def test_evaluate_budgets_matches_reference(n_h, n_t, num_exits, ties):
         assert g['top5'] == pytest.approx(100 * r['hits5'] / n_t, rel=1e-12)
         assert g['mflops'] == pytest.approx(r['mflops'], rel=1e-12)
         assert sum(g['heldout_exit_shares']) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize('name', ['entropy', 'margin'])
+@pytest.mark.parametrize('n_h,n_t,num_exits,ties', [(7, 9, 3, False),
+                                                    (200, 150, 4, True),
+                                                    (1000, 300, 3, False),
+                                                    (1000, 300, 3, True)])
+def test_evaluate_budgets_other_confidences_match_reference(
+        name, n_h, n_t, num_exits, ties):
+    """The threshold search and the simulation with the entropy and margin
+    measures against the per-sample reference, ties included (repeated
+    logit rows tie exactly in every measure)."""
+    rng = np.random.default_rng(n_h + n_t + num_exits + ties + len(name))
+    if ties:
+        hl = tied_logits(rng, n_h, num_exits, 8, pool=12)
+        tl = tied_logits(rng, n_t, num_exits, 8, pool=12)
+    else:
+        hl = rng.standard_normal((n_h, num_exits, 8)) * 2
+        tl = rng.standard_normal((n_t, num_exits, 8)) * 2
+    hy, ty = rng.integers(0, 8, n_h), rng.integers(0, 8, n_t)
+    costs = np.cumsum(rng.uniform(1, 10, num_exits)).tolist()
+    got = evaluate_budgets(hl, hy, tl, ty, costs, confidence=name)
+    ref = ref_evaluate(hl, hy, tl, ty, costs, 39, name)
+    for g, r in zip(got, ref):
+        assert g['thresholds'] == r['thresholds']
+        assert g['exit_shares'] == [t / n_t for t in r['taken']]
+        assert round(g['top1'] * n_t / 100) == r['hits1']
+        assert round(g['top5'] * n_t / 100) == r['hits5']
+    if ties:  # the ties reach the thresholds
+        conf = exit_confidences(hl, name)[0]
+        assert any(np.sum(conf[:, 0] == g['thresholds'][0]) > 1
+                   for g in got)
+    # the --budget search with the measure: feasible on held-out, and its
+    # test numbers are the simulation of its thresholds
+    target = 0.5 * (costs[0] + costs[-1])
+    res = search_budget(hl, hy, tl, ty, costs, target, confidence=name)
+    assert res['heldout_mflops'] <= target
+    exits = ref_apply(exit_confidences(tl, name)[0].tolist(),
+                      res['thresholds'])
+    assert res['exit_shares'] == (np.bincount(exits, minlength=num_exits)
+                                  / n_t).tolist()
 
 
 def _budget_costs(seed, n_h, n_t, num_exits, ties):

@@ -230,7 +230,7 @@ def test_bad_input(model, batch, costs):
     other = types.SimpleNamespace(backbone=nn.Conv2d(3, 3, 1),
                                   head=model.head)
     with pytest.raises(UnsupportedBackboneError,
-                       match=r'Conv2d .*exit protocol .*hdkd_mm/models/exits/'):
+                       match=r'Conv2d .*exit protocol.*hdkd_mm/models/exits/'):
         EarlyExitPredictor(other, [-INF] * K)
 
 

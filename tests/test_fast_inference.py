@@ -11,7 +11,7 @@ from mmpretrain.registry import MODELS
 
 import hdkd_mm  # noqa: F401
 from hdkd_mm.analysis.flops import exit_costs
-from hdkd_mm.evaluation.early_exit import evaluate_early_exit
+from hdkd_mm.evaluation.early_exit_eval import evaluate_early_exit
 from hdkd_mm.evaluation.fast_inference import (PointwiseConv2d, is_pointwise,
                                                optimize_for_inference)
 

@@ -252,8 +252,8 @@ def evaluate_model(config: str,
 
     Returns a JSON-ready dict: ``name``, ``config``, ``checkpoint``,
     ``confidence``, ``exit_mflops``, ``num_heldout``, ``num_test``,
-    ``fit_split``, ``cache``, ``cache_reused``, ``exits`` (anytime top-1/top-5 of every exit on the
-    test split), ``budgets`` (one entry per budget: ``budget_index``, ``q``,
+    ``fit_split``, ``cache``, ``cache_reused``, ``exits`` (anytime
+    top-1/top-5 of every exit on the test split), ``budgets`` (one entry per budget: ``budget_index``, ``q``,
     ``thresholds``, ``exit_shares``, ``mflops``, ``top1``, ``top5``,
     ``heldout_mflops``, ``heldout_exit_shares``) and, with ``budget``,
     ``target`` (:func:`~hdkd_mm.evaluation.budgeted.search_budget`).

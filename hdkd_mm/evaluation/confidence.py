@@ -11,7 +11,7 @@ rule is ``confidence >= threshold``), with ``p = softmax(l)`` computed as
 * ``'max_softmax'`` (default; MSDNet's): ``max p = 1 / s``, in ``(0, 1]``;
 * ``'entropy'``: the *negative* entropy ``sum p log p =
   sum p (l - max l) - log s``, in ``[-log C, 0]``;
-* ``'margin'``: ``p_top1 - p_top2 = (1 - e_top2) / s``, in ``[0, 1)``
+* ``'margin'``: ``p_top1 - p_top2 = (1 - e_top2) / s``, in ``[0, 1]``
   (``1`` with one class).
 
 Prediction: ``argmax l``, the first index on ties. Top-k correctness ranks

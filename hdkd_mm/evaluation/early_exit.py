@@ -22,10 +22,15 @@ thresholds)`` exactly. In eval mode a sample's logits do not depend on the
 other samples of its batch mathematically, but CPU kernels may pick another
 algorithm for a batch of 1 or 2 rows and change the last bits of a logit
 (see docs/early_exit.md), which could flip a decision for a confidence that
-close to a threshold. So a sub-batch of fewer than ``min_rows`` (3) samples
-is padded with copies of its first sample (never beyond the size of the input
-batch); the copies cost at most ``min_rows - 1`` samples' work per exit.
-``evaluate_early_exit(..., verify=True)`` counts mismatches on real data.
+close to a threshold. So a sub-batch of fewer than ``min_rows`` samples (the
+exit protocol's :attr:`~hdkd_mm.models.exits.ExitProtocol.min_rows`: 3, or
+16 for timm's feature backbones) is padded with copies of its first sample
+(never beyond the size of the input batch) before the later stages, and the
+exits' classifiers (cheap, but ``Linear`` layers take another BLAS path
+below about 16 rows) run on at least ``head_min_rows`` (16) rows; the copies
+cost at most ``min_rows - 1`` samples' work per stage.
+:func:`~hdkd_mm.evaluation.early_exit_eval.evaluate_early_exit` with ``verify``
+counts mismatches on real data.
 
 **Cost.** ``exit_mflops`` (cumulative MFLOPs of each exit, as
 :func:`~hdkd_mm.analysis.flops.exit_costs`; computed from the input shape on
@@ -42,23 +47,22 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from mmpretrain.structures import DataSample
 
 from hdkd_mm.models.exits import exit_protocol
 
 from .confidence import DEFAULT_CONFIDENCE, check_confidence, confidence
-from .confidence import topk_correct
-from .thresholds import (check_thresholds, parse_thresholds,  # noqa: F401
-                         thresholds_from_budget_json)
+from .thresholds import check_thresholds
 
 __all__ = [
     'EarlyExitResult', 'EarlyExitPredictor', 'early_exit_forward',
-    'evaluate_early_exit', 'DEFAULT_MIN_ROWS', 'EVAL_MODE_NEEDED'
+    'DEFAULT_MIN_ROWS', 'DEFAULT_HEAD_MIN_ROWS',
+    'EVAL_MODE_NEEDED'
 ]
 
-# Smallest sub-batch the routing runs (see the module doc).
+# Smallest sub-batch the routing runs the stages (when the exit protocol
+# does not say) and the exit heads on (see the module doc).
 DEFAULT_MIN_ROWS = 3
+DEFAULT_HEAD_MIN_ROWS = 16
 
 EVAL_MODE_NEEDED = (
     'Early-exit inference needs the model in eval mode (model.eval()): in '
@@ -111,15 +115,18 @@ class EarlyExitPredictor:
             :func:`~hdkd_mm.analysis.flops.exit_costs` for the input shape
             on first use.
         min_rows: smallest sub-batch the later stages run on (padding
-            copies, never beyond the input batch size); 1 disables the guard.
+            copies, never beyond the input batch size); default the exit
+            protocol's ``min_rows``; 1 disables the guard.
+        head_min_rows: the same for the exits' classifiers (default 16).
         confidence: the confidence measure the thresholds were fitted with
             (:data:`~hdkd_mm.evaluation.confidence.CONFIDENCES`).
     """
 
     def __init__(self, model: nn.Module, thresholds,
                  exit_mflops: Optional[Sequence[float]] = None,
-                 min_rows: int = DEFAULT_MIN_ROWS,
-                 confidence: str = DEFAULT_CONFIDENCE):
+                 min_rows: Optional[int] = None,
+                 confidence: str = DEFAULT_CONFIDENCE,
+                 head_min_rows: int = DEFAULT_HEAD_MIN_ROWS):
         self.model = model
         self.confidence = check_confidence(confidence)
         self.stages = exit_protocol(model.backbone)
@@ -138,10 +145,15 @@ class EarlyExitPredictor:
         self.exit_mflops = None
         if exit_mflops is not None:
             self.exit_mflops = _check_mflops(exit_mflops, self.num_exits)
-        if int(min_rows) != min_rows or min_rows < 1:
-            raise ValueError(f'min_rows must be a positive integer; got '
-                             f'{min_rows}')
+        if min_rows is None:
+            min_rows = getattr(self.stages, 'min_rows', DEFAULT_MIN_ROWS)
+        for key, value in (('min_rows', min_rows),
+                           ('head_min_rows', head_min_rows)):
+            if int(value) != value or value < 1:
+                raise ValueError(f'{key} must be a positive integer; got '
+                                 f'{value}')
         self.min_rows = int(min_rows)
+        self.head_min_rows = int(head_min_rows)
 
     def costs(self, input_shape: Sequence[int]) -> np.ndarray:
         """Cumulative per-exit MFLOPs for one image of ``input_shape``."""
@@ -153,6 +165,21 @@ class EarlyExitPredictor:
             rows = exit_costs(self.model, key)
             self._costs[key] = np.array([r['mflops'] for r in rows])
         return self._costs[key]
+
+    def _exit_logits(self, k: int, feat: torch.Tensor,
+                     prev: Optional[torch.Tensor], pad_to: int
+                     ) -> torch.Tensor:
+        """Exit k's logits for the rows of ``feat``, computed on at least
+        ``pad_to`` rows (copies of the first; eval-mode heads treat rows
+        independently)."""
+        rows = int(feat.shape[0])
+        if rows >= pad_to:
+            return self.model.head.exit_forward(k, feat, prev)
+        index = torch.zeros(pad_to, dtype=torch.long, device=feat.device)
+        index[:rows] = torch.arange(rows, device=feat.device)
+        prev = None if prev is None else prev.index_select(0, index)
+        return self.model.head.exit_forward(
+            k, feat.index_select(0, index), prev)[:rows]
 
     def _conf_pred(self, z: torch.Tensor):
         return confidence(z.detach().float().cpu().numpy(), self.confidence)
@@ -170,6 +197,7 @@ class EarlyExitPredictor:
             return self._route_one(inputs, costs)
         thr = self.thresholds
         pad_to = min(self.min_rows, n)
+        head_pad_to = min(self.head_min_rows, n)
         pred = np.empty(n, dtype=np.int64)
         exit_ = np.empty(n, dtype=np.int64)
         conf_out = np.empty(n, dtype=np.float64)
@@ -179,12 +207,12 @@ class EarlyExitPredictor:
         m = n  # real rows; the state may hold padding copies beyond them
         state = self.stages.start(inputs)
         last = self.num_exits - 1
-        head = self.model.head
         prev_logits = None  # exit k-1's logits for the state's rows
         for k in range(self.num_exits):
             state, feat = self.stages.run(k, state)
             rows.append(int(feat.shape[0]))
-            prev_logits = head.exit_forward(k, feat, prev_logits)
+            prev_logits = self._exit_logits(k, feat, prev_logits,
+                                            head_pad_to)
             z = prev_logits[:m]
             if logits_out is None:
                 logits_out = z.new_empty((n, ) + tuple(z.shape[1:]))
@@ -237,116 +265,12 @@ class EarlyExitPredictor:
             mflops=torch.tensor([costs[k]], dtype=torch.float64),
             confidence=torch.from_numpy(conf), logits=z, rows=[1] * (k + 1))
 
-    def predict(self, inputs: torch.Tensor,
-                data_samples: Optional[List[Optional[DataSample]]] = None
-                ) -> List[DataSample]:
-        """Data samples with the taken exit's ``pred_score``/``pred_label``,
-        ``exit_index`` (1-based), ``exit_mflops``, ``exit_confidence`` and
-        ``exit_logits``."""
-        res = self(inputs)
-        scores = F.softmax(res.logits.detach().float(), dim=-1)
-        if data_samples is None:
-            data_samples = [None] * scores.size(0)
-        out = []
-        for i, (sample, score) in enumerate(zip(data_samples, scores)):
-            sample = DataSample() if sample is None else sample
-            sample.set_pred_score(score)
-            sample.set_pred_label(res.pred[i:i + 1].to(score.device))
-            sample.set_field(int(res.exit[i]), 'exit_index')
-            sample.set_field(float(res.mflops[i]), 'exit_mflops')
-            sample.set_field(float(res.confidence[i]), 'exit_confidence')
-            sample.set_field(res.logits[i].detach(), 'exit_logits',
-                             dtype=torch.Tensor)
-            out.append(sample)
-        return out
-
 
 def early_exit_forward(model: nn.Module, inputs: torch.Tensor, thresholds,
                        exit_mflops: Optional[Sequence[float]] = None,
-                       min_rows: int = DEFAULT_MIN_ROWS,
+                       min_rows: Optional[int] = None,
                        confidence: str = DEFAULT_CONFIDENCE
                        ) -> EarlyExitResult:
     """One-shot :class:`EarlyExitPredictor` call (see there)."""
     return EarlyExitPredictor(model, thresholds, exit_mflops, min_rows,
                               confidence)(inputs)
-
-
-
-@torch.no_grad()
-def evaluate_early_exit(model: nn.Module, dataloader, thresholds,
-                        exit_mflops: Optional[Sequence[float]] = None,
-                        verify: bool = False,
-                        confidence: str = DEFAULT_CONFIDENCE) -> dict:
-    """Early-exit inference over a dataloader.
-
-    Returns a JSON-ready dict: ``num_samples``, ``batch_size``,
-    ``thresholds``, ``confidence``, ``exit_mflops``, ``top1``/``top5`` (percent),
-    ``mflops`` (mean per-sample cost), ``full_mflops``, ``exit_shares``,
-    ``wall_time_s`` (routing forward passes only), ``total_time_s`` (with
-    data loading), ``samples`` (``index``, ``label``, ``pred``, ``exit``
-    1-based, ``mflops``) and, with ``verify``, ``verify`` (the simulated
-    evaluation on each batch's full logits: numbers of samples whose exit or
-    prediction differ, 0 expected).
-    """
-    import time
-
-    from mmengine.runner import Runner
-
-    from .budgeted import apply_thresholds, exit_confidences
-    if isinstance(dataloader, dict):
-        dataloader = Runner.build_dataloader(dataloader)
-    model.eval()
-    predictor = EarlyExitPredictor(model, thresholds, exit_mflops,
-                                   confidence=confidence)
-    samples, top1, top5 = [], 0, 0
-    wall, n_seen = 0.0, 0
-    bad_exit = bad_pred = 0
-    costs = None
-    start = time.perf_counter()
-    for data in dataloader:
-        data = model.data_preprocessor(data, False)
-        x = data['inputs']
-        labels = torch.cat([s.gt_label for s in data['data_samples']]).cpu()
-        t0 = time.perf_counter()
-        res = predictor(x)
-        wall += time.perf_counter() - t0
-        costs = predictor.costs(x.shape[1:])
-        scores = res.logits.detach().float().cpu().numpy()[:, None]
-        y = labels.numpy()
-        top1 += int(topk_correct(scores, y, 1).sum())
-        top5 += int(topk_correct(scores, y, 5).sum())
-        if verify:
-            full = torch.stack(model(x, mode='tensor'), 1).float().cpu()
-            conf, pred = exit_confidences(full.numpy(), confidence)
-            sim = apply_thresholds(conf, predictor.thresholds)
-            bad_exit += int((sim != res.exit0).sum())
-            bad_pred += int((pred[np.arange(len(sim)), sim]
-                             != res.pred.numpy()).sum())
-        for i in range(len(y)):
-            samples.append(dict(index=n_seen + i, label=int(y[i]),
-                                pred=int(res.pred[i]),
-                                exit=int(res.exit[i]),
-                                mflops=float(res.mflops[i])))
-        n_seen += len(y)
-    total = time.perf_counter() - start
-    if not samples:
-        raise ValueError('The dataloader gave no samples.')
-    exits = np.array([s['exit'] for s in samples])
-    out = dict(
-        num_samples=n_seen,
-        batch_size=getattr(dataloader, 'batch_size', None),
-        thresholds=predictor.thresholds.tolist(),
-        confidence=predictor.confidence,
-        exit_mflops=[float(c) for c in costs],
-        top1=100.0 * top1 / n_seen, top5=100.0 * top5 / n_seen,
-        mflops=float(np.mean([s['mflops'] for s in samples])),
-        full_mflops=float(costs[-1]),
-        exit_shares=[float((exits == k + 1).mean())
-                     for k in range(predictor.num_exits)],
-        wall_time_s=wall, total_time_s=total,
-        ms_per_image=1000.0 * wall / n_seen)
-    if verify:
-        out['verify'] = dict(mismatched_exits=bad_exit,
-                             mismatched_preds=bad_pred)
-    out['samples'] = samples
-    return out

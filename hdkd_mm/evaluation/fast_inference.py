@@ -13,12 +13,9 @@ computed with other kernels. Inference only; training never uses it.
 2. **Pointwise convolutions as batched matrix products.** Every 1×1
    ``Conv2d`` with stride 1, no padding, no dilation and one group becomes a
    :class:`PointwiseConv2d`, which computes ``W @ x[n]`` for each sample
-   with one ``torch.bmm``. oneDNN's convolution is slow on MSDNet's thin
-   layers. On the 2-core CPU machine of this project, 1 thread, batch 64,
-   the 1×1 convolutions from 12–24 to 4 channels at 28×28 that dominate the
-   finest scale ran at 2–8 GFLOP/s as convolutions and at 35–40 GFLOP/s as
-   ``bmm`` (and each sample is then computed independently of how many
-   others are in the batch).
+   with one ``torch.bmm``: oneDNN's convolution is slow on MSDNet's thin
+   layers (measurements in docs/early_exit.md), and each sample is then
+   computed independently of how many others are in the batch.
 
 The copy computes the same function in another floating-point order.
 Folding changes a logit by about 1e-5 relative. Logits therefore differ in
@@ -29,7 +26,7 @@ logits exactly, which is what ``evaluate_early_exit(..., verify=True)``
 checks when it is given that model.
 
 Costs are unchanged: :class:`PointwiseConv2d` is a ``Conv2d`` (same
-weights, same FLOP rule in :mod:`hdkd_mm.analysis.flops`), and a folded
+weights, same FLOP rule in :mod:`hdkd_mm.analysis.cost_tracer`), and a folded
 BatchNorm was free already.
 """
 import copy

@@ -39,7 +39,7 @@ import hdkd_mm  # noqa: F401
 from hdkd_mm.analysis.flops import default_input_shape, exit_costs
 from hdkd_mm.evaluation.budgeted_eval import test_loader_cfg
 from hdkd_mm.evaluation.confidence import CONFIDENCES
-from hdkd_mm.evaluation.early_exit import evaluate_early_exit
+from hdkd_mm.evaluation.early_exit_eval import evaluate_early_exit
 from hdkd_mm.evaluation.thresholds import (check_thresholds, load_thresholds,
                                            thresholds_from_budget_json)
 from hdkd_mm.evaluation.fast_inference import optimize_for_inference

@@ -14,12 +14,36 @@ never ran). The routing is :class:`~hdkd_mm.evaluation.EarlyExitPredictor`.
 from typing import List, Optional
 
 import torch
+import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from .multi_exit import MultiExitClassifier
 
-__all__ = ['EarlyExitClassifier']
+__all__ = ['EarlyExitClassifier', 'early_exit_samples']
+
+
+def early_exit_samples(res, data_samples: Optional[List[DataSample]] = None
+                       ) -> List[DataSample]:
+    """Data samples from an
+    :class:`~hdkd_mm.evaluation.early_exit.EarlyExitResult`: the taken
+    exit's ``pred_score``/``pred_label``, ``exit_index`` (1-based),
+    ``exit_mflops``, ``exit_confidence`` and ``exit_logits``."""
+    scores = F.softmax(res.logits.detach().float(), dim=-1)
+    if data_samples is None:
+        data_samples = [None] * scores.size(0)
+    out = []
+    for i, (sample, score) in enumerate(zip(data_samples, scores)):
+        sample = DataSample() if sample is None else sample
+        sample.set_pred_score(score)
+        sample.set_pred_label(res.pred[i:i + 1].to(score.device))
+        sample.set_field(int(res.exit[i]), 'exit_index')
+        sample.set_field(float(res.mflops[i]), 'exit_mflops')
+        sample.set_field(float(res.confidence[i]), 'exit_confidence')
+        sample.set_field(res.logits[i].detach(), 'exit_logits',
+                         dtype=torch.Tensor)
+        out.append(sample)
+    return out
 
 
 @MODELS.register_module()
@@ -56,8 +80,7 @@ class EarlyExitClassifier(MultiExitClassifier):
                        confidence: Optional[str] = None) -> None:
         """Switch early-exit prediction on (``thresholds``) or off
         (``None``)."""
-        from hdkd_mm.evaluation.early_exit import (DEFAULT_MIN_ROWS,
-                                                   EarlyExitPredictor)
+        from hdkd_mm.evaluation.early_exit import EarlyExitPredictor
         from hdkd_mm.evaluation.thresholds import load_thresholds
         self._fast_copy = None
         self._fast_kernels = bool(fast_kernels)
@@ -66,9 +89,8 @@ class EarlyExitClassifier(MultiExitClassifier):
             return
         # a thresholds file may record its confidence: a mismatch is refused
         thresholds, confidence = load_thresholds(thresholds, confidence)
-        self.early_exit = EarlyExitPredictor(
-            self, thresholds, exit_mflops,
-            DEFAULT_MIN_ROWS if min_rows is None else min_rows, confidence)
+        self.early_exit = EarlyExitPredictor(self, thresholds, exit_mflops,
+                                             min_rows, confidence)
 
     def _weights_version(self) -> tuple:
         """Changes whenever a parameter or buffer is written in place
@@ -88,9 +110,9 @@ class EarlyExitClassifier(MultiExitClassifier):
             finally:
                 self.early_exit = plain
             # the copy's costs equal the plain model's (same FLOP rules)
-            predictor = EarlyExitPredictor(copy, plain.thresholds,
-                                           plain.exit_mflops, plain.min_rows,
-                                           plain.confidence)
+            predictor = EarlyExitPredictor(
+                copy, plain.thresholds, plain.exit_mflops, plain.min_rows,
+                plain.confidence, plain.head_min_rows)
             self._fast_copy = (version, predictor)
         return self._fast_copy[1]
 
@@ -102,5 +124,6 @@ class EarlyExitClassifier(MultiExitClassifier):
             if self.training:
                 from hdkd_mm.evaluation.early_exit import EVAL_MODE_NEEDED
                 raise RuntimeError(EVAL_MODE_NEEDED)
-            return self._fast_predictor().predict(inputs, data_samples)
-        return self.early_exit.predict(inputs, data_samples)
+            return early_exit_samples(self._fast_predictor()(inputs),
+                                      data_samples)
+        return early_exit_samples(self.early_exit(inputs), data_samples)

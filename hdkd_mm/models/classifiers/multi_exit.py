@@ -2,7 +2,7 @@
 plus a :class:`MultiExitHead`, trained with fixed objective weights or with
 the learned γ of the harmonized schemes (the bilevel iteration of HDKD)."""
 import warnings
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn

@@ -59,11 +59,12 @@ class UnsupportedBackboneError(TypeError):
         reason = f' ({reason})' if reason else ''
         super().__init__(
             f'Backbone {name} ({module}.{name}) is not supported by the '
-            f'exit protocol{reason}: the multi-exit classifier, the FLOP counter, budgeted '
-            'evaluation and early exit learn its exits through the exit '
-            'protocol (hdkd_mm.models.exits.ExitProtocol). To support it, add '
-            'one file under hdkd_mm/models/exits/ defining a subclass of '
-            f'ExitProtocol decorated with @register_exit_protocol({name}) (see '
+            f'exit protocol{reason}: the multi-exit classifier, the FLOP '
+            'counter, budgeted evaluation and early exit learn its exits '
+            'through the exit protocol (hdkd_mm.models.exits.ExitProtocol). '
+            'To support it, add one file under hdkd_mm/models/exits/ '
+            'defining a subclass of ExitProtocol decorated with '
+            f'@register_exit_protocol({name}) (see '
             'hdkd_mm/models/exits/resnet.py), or give the backbone an '
             '`exit_protocol()` method (as MSDNet). Registered backbone '
             f'types: {", ".join(registered_backbone_types())}.')
@@ -81,6 +82,12 @@ class ExitProtocol:
         backbone (nn.Module): the built backbone (not copied: the protocol
             runs the backbone's own modules).
     """
+
+    #: The smallest sub-batch the early-exit router runs a stage on
+    #: (padding with copies of a row): CPU kernels may compute a row
+    #: differently, in the last bits, for very small batches, which could
+    #: flip a decision tied with a threshold (docs/early_exit.md).
+    min_rows: int = 3
 
     def __init__(self, backbone: nn.Module):
         self.backbone = backbone

@@ -43,6 +43,11 @@ class TIMMExitProtocol(SequentialExitProtocol):
             exits), naming the fix.
     """
 
+    # Convolutions with a bias (e.g. the 1x1 convolutions of timm's
+    # squeeze-excitation gates) can take another CPU kernel for a batch of
+    # fewer than 16 rows (docs/early_exit.md).
+    min_rows = 16
+
     def __init__(self, backbone: TIMMBackbone):
         super().__init__(backbone)
         model = backbone.timm_model
