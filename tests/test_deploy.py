@@ -31,6 +31,7 @@ import hdkd_mm  # noqa: F401
 from hdkd_mm.analysis.flops import exit_costs
 from hdkd_mm.deploy import OnnxEarlyExit
 from hdkd_mm.deploy.export import export_early_exit
+from hdkd_mm.evaluation.budgeted import apply_thresholds
 from hdkd_mm.evaluation.confidence import confidence
 from hdkd_mm.evaluation.early_exit import EarlyExitPredictor
 
@@ -145,6 +146,26 @@ def test_runtime_equals_pytorch_early_exit(exported):
     # later stages ran only on the samples still undecided
     left = [int((exits >= k).sum()) for k in range(K)]
     assert got['rows'] == left
+
+
+def test_onnx_rows_do_not_depend_on_the_batch(exported):
+    """Why the runtime needs no padding guard (min_rows=1): ONNX Runtime's
+    CPU kernels give every row bitwise the same logits whatever the batch
+    size, so the routed logits are bitwise those of one full batch and the
+    routing equals the simulation on the runtime's own full logits."""
+    _, out, x, thr = exported
+    onnx_model = OnnxEarlyExit(out, intra_op_threads=1)
+    x = x[:64].numpy()
+    full = onnx_model.all_exits(x)
+    for b in (1, 2, 3, 17):
+        parts = np.concatenate([onnx_model.all_exits(x[i:i + b])
+                                for i in range(0, len(x), b)])
+        np.testing.assert_array_equal(parts, full)
+    got = onnx_model(x)
+    exits = apply_thresholds(confidence(full)[0], thr)
+    np.testing.assert_array_equal(got['exit'] - 1, exits)
+    np.testing.assert_array_equal(got['logits'],
+                                  full[np.arange(len(x)), exits])
 
 
 def test_batch_of_one_and_padding_guard(exported):

@@ -36,9 +36,10 @@ import numpy as np
 
 FORMAT = 'hdkd_mm.early_exit.onnx'
 FORMAT_VERSION = 1
-# ONNX Runtime's CPU kernels (MLAS) gave bitwise the same rows at every
-# batch size on the demo models (tools/deploy/verify_export.py counts it),
-# so no padding is needed; the option is kept for other providers.
+# ONNX Runtime's CPU kernels compute each row alike at any batch size
+# (bitwise; tests/test_deploy.py checks it, tools/deploy/verify_export.py
+# counts it on real data), so no padding is needed; the option is there for
+# other execution providers.
 DEFAULT_MIN_ROWS = 1
 
 __all__ = ['OnnxEarlyExit', 'CONFIDENCES', 'confidence', 'thresholds_list',
