@@ -61,7 +61,8 @@ def compare(model, onnx_model, loader, num_samples=None) -> dict:
     predictor = EarlyExitPredictor(model, thr, onnx_model.exit_mflops,
                                    confidence=name)
     n = same_exit = same_pred = 0
-    max_abs = max_rel = pre_diff = 0.0
+    max_abs = max_rel = pre_diff = max_dconf = 0.0
+    min_margin = np.inf
     own_exit = own_pred = rows_bitwise = 0
     flips = []
     for data in loader:
@@ -85,6 +86,14 @@ def compare(model, onnx_model, loader, num_samples=None) -> dict:
         same_pred += int((p_t == out['pred']).sum())
         conf_t = confidence(full_t, name)[0]
         conf_o = confidence(full_o, name)[0]
+        # how close the decisions came: the confidences consulted (exits
+        # up to the one taken, not the last) against their thresholds
+        k_all = np.arange(conf_t.shape[1] - 1)
+        consulted = k_all[None, :] <= e_t[:, None]
+        gap = np.abs(conf_t[:, :-1] - thr[None, :-1])[consulted]
+        if gap.size:
+            min_margin = min(min_margin, float(gap.min()))
+        max_dconf = max(max_dconf, float(np.abs(conf_o - conf_t).max()))
         # the ONNX router against the simulation on its own full logits
         sim_o = apply_thresholds(conf_o, thr)
         own_exit += int((sim_o == e_o).sum())
@@ -108,6 +117,8 @@ def compare(model, onnx_model, loader, num_samples=None) -> dict:
     return dict(num_samples=n, same_exits=same_exit, same_preds=same_pred,
                 max_abs_logit_diff=max_abs, max_rel_logit_diff=max_rel,
                 max_preprocess_diff=pre_diff, flips=flips,
+                max_conf_diff=max_dconf,
+                min_conf_threshold_gap=float(min_margin),
                 onnx_router_vs_own_simulation=dict(
                     same_exits=own_exit, same_preds=own_pred,
                     rows_bitwise=rows_bitwise))
@@ -136,6 +147,10 @@ def main(argv=None):
           f"{r['same_preds']}/{n}; max |dlogit| over all exits "
           f"{r['max_abs_logit_diff']:.3g} ({r['max_rel_logit_diff']:.3g} of "
           'the largest |logit|)')
+    print(f"confidences: max |torch - onnx| {r['max_conf_diff']:.3g}; "
+          f"closest consulted confidence to its threshold "
+          f"{r['min_conf_threshold_gap']:.3g} (a decision can flip only "
+          'where this gap is below the confidence difference)')
     for f in r['flips']:
         print(f"  flip: image {f['index']}: exit {f['exit_torch']} -> "
               f"{f['exit_onnx']}, class {f['pred_torch']} -> "
