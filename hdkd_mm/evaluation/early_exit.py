@@ -20,8 +20,8 @@ the float32 logits, with the same ``>=``; so for equal logits the exits and
 predictions equal ``apply_thresholds(exit_confidences(full_logits)[0],
 thresholds)`` exactly. In eval mode a sample's logits do not depend on the
 other samples of its batch mathematically, but CPU kernels may pick another
-algorithm for a batch of 1 or 2 rows and change the last bits of a logit
-(see docs/early_exit.md), which could flip a decision for a confidence that
+algorithm for a batch of few rows and change the last bits of a logit (see
+docs/early_exit.md), which could flip a decision for a confidence that
 close to a threshold. So a sub-batch of fewer than ``min_rows`` samples (the
 exit protocol's :attr:`~hdkd_mm.models.exits.ExitProtocol.min_rows`: 3, or
 16 for timm's feature backbones) is padded with copies of its first sample
@@ -55,8 +55,7 @@ from .thresholds import check_thresholds
 
 __all__ = [
     'EarlyExitResult', 'EarlyExitPredictor', 'early_exit_forward',
-    'DEFAULT_MIN_ROWS', 'DEFAULT_HEAD_MIN_ROWS',
-    'EVAL_MODE_NEEDED'
+    'DEFAULT_MIN_ROWS', 'DEFAULT_HEAD_MIN_ROWS', 'EVAL_MODE_NEEDED'
 ]
 
 # Smallest sub-batch the routing runs the stages (when the exit protocol
