@@ -8,6 +8,8 @@ gets everything; unsupported backbones get one clear error.
 The models are the real CIFAR-100 configs' (configs/msdnet/msdnet_*), random
 init with non-trivial BatchNorm statistics, narrowed where they would be
 slow (--cfg-options style overrides, passed to get_flops.py too)."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -23,6 +25,8 @@ from hdkd_mm.evaluation.budgeted import (apply_thresholds, evaluate_budgets,
 from hdkd_mm.evaluation.confidence import CONFIDENCES
 from hdkd_mm.evaluation.early_exit import (EarlyExitPredictor,
                                            early_exit_forward)
+from hdkd_mm.evaluation.thresholds import (load_thresholds,
+                                           thresholds_from_budget_json)
 from hdkd_mm.models.exits import (ExitMarker, SequentialExitProtocol,
                                   UnsupportedBackboneError, exit_protocol,
                                   register_exit_protocol)
@@ -266,7 +270,7 @@ def test_unsupported_backbone_is_one_clear_error():
             patch_size=8, out_indices=(0, 11), out_type='featmap')))
 
 
-def test_thresholds_and_confidence_errors(images):
+def test_thresholds_and_confidence_errors(images, tmp_path):
     model = build('resnet18')
     with pytest.raises(ValueError, match=r'K = 4 values .*got 3'):
         EarlyExitPredictor(model, [0.5, 0.5, -INF])
@@ -277,3 +281,25 @@ def test_thresholds_and_confidence_errors(images):
             f'{REPO}/{BACKBONES["resnet18"][0]}').model,
             type='EarlyExitClassifier',
             early_exit=dict(thresholds=[-INF] * 4, confidence='top2')))
+    # a thresholds file records its measure: used, and a mismatch refused
+    path = tmp_path / 'thr.json'
+    path.write_text(json.dumps(dict(thresholds=[0.1, 0.1, 0.1, None],
+                                    confidence='margin')).replace(
+        'null', '-Infinity'))
+    assert load_thresholds(str(path)) == ([0.1, 0.1, 0.1, -INF], 'margin')
+    with pytest.raises(ValueError, match="fitted with the 'margin' "
+                       "confidence, not 'entropy'"):
+        load_thresholds(str(path), 'entropy')
+    ee = MODELS.build(dict(Config.fromfile(
+        f'{REPO}/{BACKBONES["resnet18"][0]}').model,
+        type='EarlyExitClassifier', early_exit=dict(thresholds=str(path))))
+    assert ee.early_exit.confidence == 'margin'
+    # a budgeted.json from before the option: max-softmax thresholds
+    old = tmp_path / 'budgeted.json'
+    old.write_text(json.dumps(dict(models=[dict(
+        name='m', config='c.py', checkpoint='m.pth',
+        budgets=[dict(budget_index=1, thresholds=[0.5, -1e9])])])))
+    assert thresholds_from_budget_json(str(old), 1) == ([0.5, -1e9],
+                                                        'max_softmax')
+    with pytest.raises(ValueError, match="'max_softmax' confidence"):
+        thresholds_from_budget_json(str(old), 1, confidence='margin')

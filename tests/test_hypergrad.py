@@ -18,6 +18,8 @@ import hdkd_mm  # noqa: F401
 from hdkd_mm.engine.hypergrad import (ThetaParams, batch_statistics,
                                       gamma_hypergradient, virtual_step)
 from hdkd_mm.engine.optim import BilevelOptimWrapperConstructor
+from hdkd_mm.models.exits import (ExitMarker, SequentialExitProtocol,
+                                  register_exit_protocol)
 from hdkd_mm.models.losses import DenseKDLoss
 
 NUM_CLASSES = 5
@@ -49,6 +51,23 @@ class TinyExitNet(nn.Module):
             x = stage(x)
             outs.append(x)
         return tuple(outs)
+
+
+@register_exit_protocol(TinyExitNet)
+class TinyExitNetProtocol(SequentialExitProtocol):
+    """TinyExitNet's exits: one per stage (what one file under
+    hdkd_mm/models/exits/ would hold for a real backbone)."""
+
+    def __init__(self, backbone):
+        super().__init__(backbone)
+        self.steps = list(backbone.stages)
+        self.exit_steps = list(range(len(self.steps)))
+
+    def exit_channels(self):
+        return list(self.backbone.exit_channels)
+
+    def cost_markers(self):
+        return [ExitMarker(stage) for stage in self.backbone.stages]
 
 
 def tiny_model(scheme='hdkd', norm=True, dtype=torch.float64, seed=0,

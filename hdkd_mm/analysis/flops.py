@@ -27,13 +27,11 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------
-# Public API
+# input size from the config
 # --------------------------------------------------------------------------
 def _get(obj, key, default=None):
     if obj is None:
         return default
-    if isinstance(obj, nn.Module):
-        return getattr(obj, key, default)
     try:
         return obj.get(key, default)
     except AttributeError:
@@ -119,6 +117,9 @@ def default_input_shape(cfg) -> Tuple[int, int, int]:
     return (channels, int(size[0]), int(size[1]))
 
 
+# --------------------------------------------------------------------------
+# per-exit cost
+# --------------------------------------------------------------------------
 def exit_cost_breakdown(model: nn.Module,
                         input_shape: Sequence[int]) -> Dict:
     """Uncumulated parts of the per-exit cost of a built

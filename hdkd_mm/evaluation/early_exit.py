@@ -20,8 +20,8 @@ the float32 logits, with the same ``>=``; so for equal logits the exits and
 predictions equal ``apply_thresholds(exit_confidences(full_logits)[0],
 thresholds)`` exactly. In eval mode a sample's logits do not depend on the
 other samples of its batch mathematically, but CPU kernels may pick another
-algorithm for a batch of 1 or 2 rows and change the last bits of a logit
-(see docs/early_exit.md), which could flip a decision for a confidence that
+algorithm for a batch of few rows and change the last bits of a logit (see
+docs/early_exit.md), which could flip a decision for a confidence that
 close to a threshold. So a sub-batch of fewer than ``min_rows`` samples (the
 exit protocol's :attr:`~hdkd_mm.models.exits.ExitProtocol.min_rows`: 3, or
 16 for timm's feature backbones) is padded with copies of its first sample
@@ -55,8 +55,7 @@ from .thresholds import check_thresholds
 
 __all__ = [
     'EarlyExitResult', 'EarlyExitPredictor', 'early_exit_forward',
-    'DEFAULT_MIN_ROWS', 'DEFAULT_HEAD_MIN_ROWS',
-    'EVAL_MODE_NEEDED'
+    'DEFAULT_MIN_ROWS', 'DEFAULT_HEAD_MIN_ROWS', 'EVAL_MODE_NEEDED'
 ]
 
 # Smallest sub-batch the routing runs the stages (when the exit protocol
@@ -129,16 +128,16 @@ class EarlyExitPredictor:
                  head_min_rows: int = DEFAULT_HEAD_MIN_ROWS):
         self.model = model
         self.confidence = check_confidence(confidence)
-        self.stages = exit_protocol(model.backbone)
+        self.protocol = exit_protocol(model.backbone)
         exits = getattr(model.head, 'exits', None)
         if exits is None:
             raise ValueError(f'Early-exit inference needs a multi-exit head '
                              f'with `exits`; got {type(model.head).__name__}.')
         self.exits = exits
         self.num_exits = len(exits)
-        if self.stages.num_exits != self.num_exits:
+        if self.protocol.num_exits != self.num_exits:
             raise ValueError(
-                f'The backbone runs {self.stages.num_exits} stages but the '
+                f'The backbone runs {self.protocol.num_exits} stages but the '
                 f'head has {self.num_exits} exits.')
         self.thresholds = check_thresholds(thresholds, self.num_exits)
         self._costs = {}
@@ -146,7 +145,7 @@ class EarlyExitPredictor:
         if exit_mflops is not None:
             self.exit_mflops = _check_mflops(exit_mflops, self.num_exits)
         if min_rows is None:
-            min_rows = getattr(self.stages, 'min_rows', DEFAULT_MIN_ROWS)
+            min_rows = getattr(self.protocol, 'min_rows', DEFAULT_MIN_ROWS)
         for key, value in (('min_rows', min_rows),
                            ('head_min_rows', head_min_rows)):
             if int(value) != value or value < 1:
@@ -205,11 +204,11 @@ class EarlyExitPredictor:
         rows: List[int] = []
         idx = np.arange(n)  # global position of each real row of the state
         m = n  # real rows; the state may hold padding copies beyond them
-        state = self.stages.start(inputs)
+        state = self.protocol.start(inputs)
         last = self.num_exits - 1
         prev_logits = None  # exit k-1's logits for the state's rows
         for k in range(self.num_exits):
-            state, feat = self.stages.run(k, state)
+            state, feat = self.protocol.run(k, state)
             rows.append(int(feat.shape[0]))
             prev_logits = self._exit_logits(k, feat, prev_logits,
                                             head_pad_to)
@@ -238,7 +237,7 @@ class EarlyExitPredictor:
                     keep = np.concatenate(
                         [keep, np.full(pad_to - m, keep[0])])
                 keep = torch.from_numpy(keep).to(z.device)
-                state = self.stages.select(state, keep)
+                state = self.protocol.select(state, keep)
                 prev_logits = prev_logits.index_select(0, keep)
         return EarlyExitResult(
             pred=torch.from_numpy(pred),
@@ -252,10 +251,10 @@ class EarlyExitPredictor:
                    costs: np.ndarray) -> EarlyExitResult:
         """Batch size 1: the same decisions without the bookkeeping."""
         thr, last = self.thresholds, self.num_exits - 1
-        state = self.stages.start(inputs)
+        state = self.protocol.start(inputs)
         z = None
         for k in range(self.num_exits):
-            state, feat = self.stages.run(k, state)
+            state, feat = self.protocol.run(k, state)
             z = self.model.head.exit_forward(k, feat, z)
             conf, p = self._conf_pred(z)
             if k == last or conf[0] >= thr[k]:
