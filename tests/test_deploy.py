@@ -36,6 +36,8 @@ from hdkd_mm.deploy.export import export_early_exit
 from hdkd_mm.evaluation.budgeted import apply_thresholds
 from hdkd_mm.evaluation.confidence import confidence
 from hdkd_mm.evaluation.early_exit import EarlyExitPredictor
+from hdkd_mm.models.exits import (ExitMarker, ExitProtocol,
+                                  register_exit_protocol)
 
 INF = float('inf')
 K = 4
@@ -63,10 +65,60 @@ RESNET = dict(
     head=dict(type='GenericExitHead', num_classes=10, in_channels=None),
     data_preprocessor=PREPROCESSOR)
 
+class DeployToyNet(nn.Module):
+    """A backbone whose exit protocol computes in ``start`` (a stem), keeps
+    two tensors in the state (one passed through unchanged) and makes each
+    exit's feature a tensor of its own: the export paths MSDNet and ResNet
+    do not take."""
+
+    def __init__(self, width=4, num_stages=K):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1),
+                                  nn.BatchNorm2d(width), nn.ReLU())
+        self.stages = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(width, width, 3, 1, 1),
+                          nn.BatchNorm2d(width), nn.ReLU())
+            for _ in range(num_stages))
+        self.exit_channels = [width] * num_stages
+
+    def forward(self, x):
+        return DeployToyProtocol(self).features(x)
+
+
+@register_exit_protocol(DeployToyNet)
+class DeployToyProtocol(ExitProtocol):
+
+    def exit_channels(self):
+        return list(self.backbone.exit_channels)
+
+    def cost_markers(self):
+        return [ExitMarker(stage) for stage in self.backbone.stages]
+
+    @property
+    def num_exits(self):
+        return len(self.backbone.stages)
+
+    def start(self, x):
+        return (self.backbone.stem(x), x.mean(1, keepdim=True))
+
+    def run(self, k, state):
+        h, skip = state
+        h = self.backbone.stages[k](h)
+        return (h, skip), h + skip  # skip passes through unchanged
+
+
+MODELS.register_module(module=DeployToyNet, force=True)
+TOY = dict(type='MultiExitClassifier', backbone=dict(type='DeployToyNet'),
+           head=dict(type='GenericExitHead', num_classes=10,
+                     in_channels=None),
+           data_preprocessor=PREPROCESSOR)
+
+
 MODELS_CFG = dict(msdnet=(msdnet_cfg(), (3, 32, 32)),
                   resnet18=(RESNET, (3, 16, 16)),
                   collaborative=(msdnet_cfg(inline_collaboration=True),
-                                 (3, 32, 32)))
+                                 (3, 32, 32)),
+                  toy=(TOY, (3, 8, 8)))
 
 
 def build(cfg, seed=0):
@@ -198,6 +250,9 @@ def test_json_and_folder_contents(exported):
     for s in spec['stages'][:-1]:
         assert s['feature'] in s['outputs'] or s['feature'] == 'feature'
     assert spec['stages'][-1]['outputs'] == []  # the last stage keeps no state
+    # only the toy's protocol computes before stage 1
+    assert (spec['start'] is not None) == isinstance(model.backbone,
+                                                     DeployToyNet)
     collab = [e['collaborative'] for e in spec['exits']]
     assert collab == [False] + [bool(
         getattr(model.head.exits[1], 'collaboration', None))] * (K - 1)
