@@ -10,21 +10,22 @@ stage 1) and per exit classifier (``exit_k.onnx``), ``early_exit.json``
 (format version, input shape and normalisation, the graphs and their state
 inputs/outputs, thresholds, confidence measure, cumulative per-exit MFLOPs,
 class names) and ``runtime.py`` (:mod:`hdkd_mm.deploy.runtime`: numpy +
-onnxruntime only). Run it with::
+onnxruntime only) with the ``confidence.py`` it reads. Run it with::
 
     python -c "import sys; sys.path.insert(0, 'DIR'); \\
         from runtime import OnnxEarlyExit; m = OnnxEarlyExit('DIR')"
 
 ``--thresholds``: K values (the last is not read; write -inf), as
 ``--thresholds=0.9,0.8,-inf`` or a JSON file with a list or
-``{"thresholds": [...], "confidence": ...}``; ``--budget-json``/``--budget-index``: budget p
-(1..39, or ``target``) of this config's model in a budgeted.json of
-tools/analysis/budgeted_eval.py. ``tools/deploy/verify_export.py`` compares
+``{"thresholds": [...], "confidence": ...}``;
+``--budget-json``/``--budget-index``: budget p (1..39, or ``target``) of
+this config's model in a budgeted.json of tools/analysis/budgeted_eval.py.
+``--confidence``: the measure the thresholds were fitted with (default: what
+the file records, else max_softmax; a different request is refused). ``tools/deploy/verify_export.py`` compares
 the export with the PyTorch early exit on the test split.
 """
 import argparse
 import json
-import os.path as osp
 import sys
 
 from mmengine.config import DictAction
