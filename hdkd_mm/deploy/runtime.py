@@ -81,7 +81,9 @@ confidence = _conf.confidence  # (logits, name) -> (conf float64, pred)
 # --------------------------------------------------------------------------
 def thresholds_list(values, num_exits: int, where: str) -> np.ndarray:
     """K per-exit thresholds as float64; entries may be numbers or the
-    strings ``'inf'``/``'-inf'`` (JSON has no infinities); no NaN."""
+    strings ``'inf'``/``'-inf'`` (JSON has no infinities); no NaN. (The
+    rule of :func:`hdkd_mm.evaluation.thresholds.check_thresholds`, which
+    this file cannot import without the package's OpenMMLab imports.)"""
     try:
         thr = np.array([float(v) for v in values], dtype=np.float64)
     except (TypeError, ValueError):
