@@ -41,7 +41,13 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+# Every image is 32×32: CenterCrop(32) changes no pixel and states the input
+# size, which get_flops.py and the early-exit tools read from the config.
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='CenterCrop', crop_size=32),
+    dict(type='PackInputs'),
+]
 
 # Every image of the folder, without a pipeline: each split applies its own.
 cifar10_images = dict(
