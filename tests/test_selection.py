@@ -14,7 +14,7 @@ from hdkd_mm.experiments.suite import SuiteError
 from tiny_data import write_cifar10_jpg
 from tool_helpers import REPO, run_tool
 
-C10 = 'configs/experiments/cifar10/msdnet_msdnet_1xb64_cifar10-500.py'
+C10 = 'configs/experiments/cifar10/msdnet_msdnet-6e_1xb64_cifar10-1000.py'
 
 
 def _row(name, top1, travel=None):
