@@ -39,6 +39,8 @@ from hdkd_mm.evaluation.early_exit import EarlyExitPredictor
 from hdkd_mm.models.exits import (ExitMarker, ExitProtocol,
                                   register_exit_protocol)
 
+from model_helpers import perturb_norms
+
 INF = float('inf')
 K = 4
 RTOL = 1e-5  # of the largest |logit|, see the module doc
@@ -127,13 +129,8 @@ def build(cfg, seed=0):
     init_default_scope('mmpretrain')
     torch.manual_seed(seed)
     model = MODELS.build(cfg)
-    gen = torch.Generator().manual_seed(seed)
+    perturb_norms(model, seed)
     for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape,
-                                                   generator=gen))
-            m.running_var.copy_(torch.empty(m.running_var.shape).uniform_(
-                0.5, 2.0, generator=gen))
         if isinstance(m, nn.Linear) and m.out_features == 10:
             m.weight.data.mul_(30)
     return model.eval()

@@ -30,6 +30,7 @@ from hdkd_mm.evaluation.thresholds import (load_thresholds,
 from hdkd_mm.models.exits import (ExitMarker, SequentialExitProtocol,
                                   UnsupportedBackboneError, exit_protocol,
                                   register_exit_protocol)
+from model_helpers import perturb_norms
 from tool_helpers import REPO, load_tool
 
 INF = float('inf')
@@ -51,18 +52,6 @@ BACKBONES = {
                                     feedforward_channels=64),
         'model.backbone.out_indices': (0, 1, 2, 3)}),
 }
-
-
-def perturb_norms(model, seed=0):
-    """Non-trivial running statistics for every BatchNorm (random init has
-    mean 0 / var 1, which would hide a wrong row selection)."""
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape,
-                                                   generator=gen))
-            m.running_var.copy_(torch.empty(m.running_var.shape).uniform_(
-                0.5, 2.0, generator=gen))
 
 
 def build(name):

@@ -17,7 +17,8 @@ import numpy as np
 from .confidence import DEFAULT_CONFIDENCE, check_confidence
 
 __all__ = ['check_thresholds', 'resolve_confidence', 'load_thresholds',
-           'parse_thresholds', 'thresholds_from_budget_json']
+           'parse_thresholds', 'thresholds_from_budget_json',
+           'select_thresholds']
 
 
 def check_thresholds(thresholds, num_exits: int) -> np.ndarray:
@@ -142,3 +143,25 @@ def thresholds_from_budget_json(path: str, budget_index, config=None,
         raise ValueError(f'{path}: budget index {p} not in 1..'
                          f'{len(budgets)} for {model["name"]}.')
     return [float(t) for t in budgets[p]['thresholds']], confidence
+
+
+def select_thresholds(thresholds=None, budget_json: Optional[str] = None,
+                      budget_index=None, config=None, checkpoint=None,
+                      confidence: Optional[str] = None
+                      ) -> Tuple[List[float], str, str]:
+    """The thresholds a tool was given, by one of its two options:
+    ``thresholds`` (values or a JSON file, :func:`load_thresholds`) or
+    ``budget_json`` + ``budget_index`` (:func:`thresholds_from_budget_json`).
+
+    Returns ``(thresholds, confidence measure, where they came from)``.
+    """
+    if thresholds is not None:
+        values, confidence = load_thresholds(thresholds, confidence)
+        return values, confidence, str(thresholds)
+    if budget_json is None or budget_index is None:
+        raise ValueError('give the thresholds (--thresholds) or a '
+                         'budgeted.json and a budget (--budget-json J '
+                         '--budget-index P)')
+    values, confidence = thresholds_from_budget_json(
+        budget_json, budget_index, config, checkpoint, confidence)
+    return values, confidence, f'{budget_json} budget {budget_index}'

@@ -40,8 +40,8 @@ from hdkd_mm.analysis.flops import default_input_shape, exit_costs
 from hdkd_mm.evaluation.budgeted_eval import test_loader_cfg
 from hdkd_mm.evaluation.confidence import CONFIDENCES
 from hdkd_mm.evaluation.early_exit_eval import evaluate_early_exit
-from hdkd_mm.evaluation.thresholds import (check_thresholds, load_thresholds,
-                                           thresholds_from_budget_json)
+from hdkd_mm.evaluation.thresholds import (check_thresholds,
+                                           select_thresholds)
 from hdkd_mm.evaluation.fast_inference import optimize_for_inference
 from hdkd_mm.evaluation.inference import build_model_from_checkpoint
 from hdkd_mm.launch import load_config, prepare_config
@@ -84,13 +84,9 @@ def parse_args(argv=None):
 
 
 def run(args) -> dict:
-    if args.thresholds is not None:
-        thresholds, confidence = load_thresholds(args.thresholds,
-                                                 args.confidence)
-    else:
-        thresholds, confidence = thresholds_from_budget_json(
-            args.budget_json, args.budget_index, args.config,
-            args.checkpoint, args.confidence)
+    thresholds, confidence, _ = select_thresholds(
+        args.thresholds, args.budget_json, args.budget_index, args.config,
+        args.checkpoint, args.confidence)
     cfg = prepare_config(load_config(args.config, args.cfg_options),
                          args.config)
     loader = test_loader_cfg(cfg, args.config)

@@ -35,8 +35,8 @@ from hdkd_mm.analysis.flops import default_input_shape, exit_costs
 from hdkd_mm.deploy.export import export_early_exit
 from hdkd_mm.evaluation.budgeted_eval import test_loader_cfg
 from hdkd_mm.evaluation.confidence import CONFIDENCES
-from hdkd_mm.evaluation.thresholds import (check_thresholds, load_thresholds,
-                                           thresholds_from_budget_json)
+from hdkd_mm.evaluation.thresholds import (check_thresholds,
+                                           select_thresholds)
 from hdkd_mm.evaluation.inference import build_model_from_checkpoint
 from hdkd_mm.launch import load_config, prepare_config
 from hdkd_mm.models.exits import UnsupportedBackboneError
@@ -85,15 +85,9 @@ def class_names(cfg, checkpoint):
 
 
 def run(args) -> dict:
-    if args.thresholds is not None:
-        thresholds, confidence = load_thresholds(args.thresholds,
-                                                 args.confidence)
-        source = args.thresholds
-    else:
-        thresholds, confidence = thresholds_from_budget_json(
-            args.budget_json, args.budget_index, args.config,
-            args.checkpoint, args.confidence)
-        source = f'{args.budget_json} budget {args.budget_index}'
+    thresholds, confidence, source = select_thresholds(
+        args.thresholds, args.budget_json, args.budget_index, args.config,
+        args.checkpoint, args.confidence)
     cfg = prepare_config(load_config(args.config, args.cfg_options),
                          args.config)
     model = build_model_from_checkpoint(cfg, args.checkpoint)
