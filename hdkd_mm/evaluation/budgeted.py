@@ -67,6 +67,8 @@ import numpy as np
 from .confidence import DEFAULT_CONFIDENCE, check_confidence
 from .confidence import confidence as _confidence
 from .confidence import topk_correct
+from .exit_arrays import (as_conf, as_labels, as_logits, as_mflops,
+                          as_shares, chunks)
 
 __all__ = [
     'exit_confidences', 'topk_correct', 'geometric_shares',
@@ -77,103 +79,10 @@ __all__ = [
 
 # Relative guard against float round-off when flooring N * share.
 _COUNT_RTOL = 1e-12
-# Elements (N * K * C) processed at once when reducing logits.
-_CHUNK_ELEMS = 1 << 22
-
-
-# --------------------------------------------------------------------------
-# validation helpers
-# --------------------------------------------------------------------------
-def _as_logits(logits, name: str = 'logits') -> np.ndarray:
-    arr = np.asarray(logits)
-    if arr.ndim != 3:
-        raise ValueError(f'{name} must have shape (N, K, C) = (samples, '
-                         f'exits, classes); got shape {arr.shape}')
-    n, k, c = arr.shape
-    if n < 1 or k < 1 or c < 1:
-        raise ValueError(f'{name} must have N, K, C >= 1; got shape '
-                         f'{arr.shape}')
-    if not (np.issubdtype(arr.dtype, np.floating)
-            or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f'{name} must be a real numeric array; got dtype '
-                         f'{arr.dtype}')
-    return arr
-
-
-def _as_labels(labels, n: int, num_classes: int,
-               name: str = 'labels') -> np.ndarray:
-    arr = np.asarray(labels)
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f'{name} must have shape ({n},) to match the '
-                         f'logits; got shape {arr.shape}')
-    if not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.floating) and np.all(
-                np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
-            raise ValueError(f'{name} must hold integer class indices; got '
-                             f'dtype {arr.dtype}')
-    arr = arr.astype(np.int64, copy=False)
-    if n and (arr.min() < 0 or arr.max() >= num_classes):
-        raise ValueError(f'{name} must lie in [0, {num_classes}); got values '
-                         f'in [{arr.min()}, {arr.max()}]')
-    return arr
-
-
-def _as_conf(conf, name: str = 'conf') -> np.ndarray:
-    arr = np.asarray(conf)
-    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f'{name} must have shape (N, K) with N, K >= 1; got '
-                         f'shape {arr.shape}')
-    if not (np.issubdtype(arr.dtype, np.floating)
-            or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f'{name} must be a real numeric array; got dtype '
-                         f'{arr.dtype}')
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f'{name} contains NaN or infinite values')
-    return arr
-
-
-def _as_shares(shares, num_exits: int) -> Tuple[np.ndarray, bool]:
-    arr = np.asarray(shares, dtype=np.float64)
-    single = arr.ndim == 1
-    arr2 = arr[None] if single else arr
-    if arr2.ndim != 2 or arr2.shape[1] != num_exits:
-        raise ValueError(f'shares must have shape (K,) or (B, K) with '
-                         f'K = {num_exits} exits; got shape {arr.shape}')
-    if not np.all(np.isfinite(arr2)) or np.any(arr2 < 0):
-        raise ValueError('shares must be finite and non-negative')
-    sums = arr2.sum(axis=1)
-    if np.any(np.abs(sums - 1.0) > 1e-6):
-        raise ValueError(f'every share vector must sum to 1 (within 1e-6); '
-                         f'got sums {sums.tolist()}')
-    return arr2, single
-
-
-def _as_mflops(exit_mflops, num_exits: int) -> np.ndarray:
-    arr = np.asarray(exit_mflops, dtype=np.float64)
-    if arr.ndim != 1 or arr.shape[0] != num_exits:
-        raise ValueError(f'exit_mflops must have one cumulative cost per exit '
-                         f'(K = {num_exits} from the logits); got shape '
-                         f'{arr.shape}')
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError('exit_mflops must be finite and non-negative')
-    if np.any(np.diff(arr) < 0):
-        raise ValueError(f'exit_mflops must be cumulative (non-decreasing): '
-                         f'exit k costs everything up to and including exit '
-                         f'k; got {arr.tolist()}')
-    return arr
-
 
 # --------------------------------------------------------------------------
 # logits -> confidences, predictions, correctness
 # --------------------------------------------------------------------------
-def _chunks(n: int, k: int, c: int):
-    step = max(1, _CHUNK_ELEMS // max(1, k * c))
-    for s in range(0, n, step):
-        yield s, min(n, s + step)
-
-
 def exit_confidences(logits, confidence: str = DEFAULT_CONFIDENCE
                      ) -> Tuple[np.ndarray, np.ndarray]:
     """Confidence and top-1 prediction of every exit.
@@ -189,11 +98,11 @@ def exit_confidences(logits, confidence: str = DEFAULT_CONFIDENCE
         predictions (``argmax``, lowest index on ties).
     """
     check_confidence(confidence)
-    arr = _as_logits(logits)
+    arr = as_logits(logits)
     n, k, c = arr.shape
     conf = np.empty((n, k), dtype=np.float64)
     pred = np.empty((n, k), dtype=np.int64)
-    for s, e in _chunks(n, k, c):
+    for s, e in chunks(n, k, c):
         conf[s:e], pred[s:e] = _confidence(arr[s:e], confidence)
     return conf, pred
 
@@ -334,8 +243,8 @@ def fit_thresholds(heldout_conf, shares) -> np.ndarray:
         last exit.  Sorting is done once per exit and shared by all budgets;
         each budget then costs O(N) per exit.
     """
-    conf = _as_conf(heldout_conf, 'heldout_conf')
-    sh, single = _as_shares(shares, conf.shape[1])
+    conf = as_conf(heldout_conf, 'heldout_conf')
+    sh, single = as_shares(shares, conf.shape[1])
     state = _SortedConf(conf)
     counts = exit_counts(conf.shape[0], sh)
     thr = np.stack([state.fit(c)[0] for c in counts])
@@ -355,7 +264,7 @@ def apply_thresholds(test_conf, thresholds) -> np.ndarray:
     Returns:
         int64 array of shape ``(N,)`` with values in ``[0, K)``.
     """
-    conf = _as_conf(test_conf, 'test_conf')
+    conf = as_conf(test_conf, 'test_conf')
     k = conf.shape[1]
     thr = np.asarray(thresholds, dtype=np.float64)
     if thr.shape != (k, ):
@@ -389,9 +298,9 @@ class _Split:
     """Confidences and per-exit correctness of one split."""
 
     def __init__(self, logits, labels, name: str, confidence: str):
-        arr = _as_logits(logits, f'{name}_logits')
+        arr = as_logits(logits, f'{name}_logits')
         self.n, self.k, self.c = arr.shape
-        y = _as_labels(labels, self.n, self.c, f'{name}_labels')
+        y = as_labels(labels, self.n, self.c, f'{name}_labels')
         self.conf, pred = exit_confidences(arr, confidence)
         self.top1 = pred == y[:, None]
         self.top5 = topk_correct(arr, y, 5)
@@ -416,7 +325,7 @@ def _prepare(heldout_logits, heldout_labels, test_logits, test_labels,
     if test.c != held.c:
         raise ValueError(f'heldout_logits have C = {held.c} classes but '
                          f'test_logits have C = {test.c}')
-    costs = _as_mflops(exit_mflops, held.k)
+    costs = as_mflops(exit_mflops, held.k)
     return held, test, costs
 
 

@@ -83,15 +83,17 @@ def topk_correct(logits, labels, k: int = 5) -> np.ndarray:
         bool array of shape ``(N, K)``; ties rank the lower class index
         first, so ``topk_correct(l, y, 1)`` equals ``argmax == label``.
     """
-    from .budgeted import _as_labels, _as_logits, _chunks
-    arr = _as_logits(logits)
+    # Imported here: this file is also copied, alone, into ONNX export
+    # folders, where the runtime loads it by path and needs only numpy.
+    from .exit_arrays import as_labels, as_logits, chunks
+    arr = as_logits(logits)
     n, num_exits, c = arr.shape
-    y = _as_labels(labels, n, c)
+    y = as_labels(labels, n, c)
     if int(k) != k or k < 1:
         raise ValueError(f'k must be a positive integer; got {k}')
     out = np.empty((n, num_exits), dtype=bool)
     cls = np.arange(c)
-    for s, e in _chunks(n, num_exits, c):
+    for s, e in chunks(n, num_exits, c):
         x = arr[s:e]
         if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
             raise ValueError('logits contain NaN or infinite values')
