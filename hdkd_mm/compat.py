@@ -21,6 +21,11 @@ Applied once, on ``import hdkd_mm``:
     ("it will not be removed until the release of MMEngine 1.0"), whatever
     the config says; and its warning that its own ``DumpResults`` metric
     (``tools/test.py --out``) has no prefix, which it cannot take;
+  - torch's ``FutureWarning`` that DDP's ``broadcast_buffers`` is deprecated,
+    printed by every rank because :mod:`hdkd_mm.launch` passes
+    ``broadcast_buffers=False`` (the rank-local BatchNorm statistics this
+    plugin relies on; torch says to keep using it for that until its
+    replacement exists);
   - torch's ``FutureWarning`` that ``torch.jit.script`` is deprecated, which
     torch prints when forward-mode AD (the γ hypergradient's JVP) first
     imports its own scripted decompositions: we import that module once here
@@ -75,6 +80,11 @@ def _silence_start_up_noise() -> None:
     warnings.filterwarnings(
         'ignore', message='Fail to import ``MultiScaleDeformableAttention``',
         category=UserWarning)
+    # hdkd_mm.launch asks DDP for broadcast_buffers=False: rank-local
+    # BatchNorm statistics, as the reference (torch: keep using it for that).
+    warnings.filterwarnings(
+        'ignore', message='`broadcast_buffers` is deprecated',
+        category=FutureWarning)
     with warnings.catch_warnings():
         warnings.filterwarnings(
             'ignore', message='`torch.jit.script` is deprecated',
