@@ -255,7 +255,8 @@ def test_json_and_folder_contents(exported):
         getattr(model.head.exits[1], 'collaboration', None))] * (K - 1)
     for name in [s['file'] for s in spec['stages']] + \
             [e['file'] for e in spec['exits']] + ['runtime.py',
-                                                  'confidence.py']:
+                                                  'confidence.py',
+                                                  'routing.py']:
         assert osp.isfile(osp.join(out, name))
 
 

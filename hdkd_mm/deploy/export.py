@@ -229,6 +229,7 @@ def export_early_exit(model: nn.Module, out_dir: str, thresholds,
         json.dump(spec, f, indent=1)
     shutil.copyfile(rt.__file__, osp.join(out_dir, 'runtime.py'))
     shutil.copyfile(rt._conf.__file__, osp.join(out_dir, 'confidence.py'))
+    shutil.copyfile(rt._routing.__file__, osp.join(out_dir, 'routing.py'))
     if check:
         _check_export(model, out_dir,
                       torch.randn((3, ) + shape, generator=gen).to(param))

@@ -47,31 +47,33 @@ __all__ = ['OnnxEarlyExit', 'CONFIDENCES', 'confidence', 'thresholds_list',
 
 
 # --------------------------------------------------------------------------
-# confidence measures: hdkd_mm/evaluation/confidence.py itself (numpy only),
-# so that the runtime decides exactly as the PyTorch router and the
-# simulation. Imported as part of hdkd_mm it is the package module; loaded
-# from an export folder it is the copy the exporter put next to this file
-# (loading it by path does not run hdkd_mm/__init__.py, which imports the
+# The confidence measures and the routing decision are
+# hdkd_mm/evaluation/confidence.py and routing.py themselves (numpy only), so
+# that the runtime decides exactly as the PyTorch router and the simulation.
+# Imported as part of hdkd_mm they are the package modules; loaded from an
+# export folder they are the copies the exporter put next to this file
+# (loading them by path does not run hdkd_mm/__init__.py, which imports the
 # OpenMMLab stack).
 # --------------------------------------------------------------------------
-def _confidence_module():
+def _evaluation_module(name: str):
     import importlib
     import importlib.util
-    path = osp.join(osp.dirname(osp.abspath(__file__)), 'confidence.py')
+    path = osp.join(osp.dirname(osp.abspath(__file__)), f'{name}.py')
     if osp.isfile(path):  # an export folder
-        spec = importlib.util.spec_from_file_location('_hdkd_mm_confidence',
+        spec = importlib.util.spec_from_file_location(f'_hdkd_mm_{name}',
                                                       path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
     if __package__:  # hdkd_mm.deploy
         return importlib.import_module(
-            __package__.rsplit('.', 1)[0] + '.evaluation.confidence')
-    raise ImportError(f'confidence.py is missing next to {__file__}: copy '
-                      'the whole export folder')
+            __package__.rsplit('.', 1)[0] + f'.evaluation.{name}')
+    raise ImportError(f'{name}.py is missing next to {__file__}: copy the '
+                      'whole export folder')
 
 
-_conf = _confidence_module()
+_conf = _evaluation_module('confidence')
+_routing = _evaluation_module('routing')
 CONFIDENCES = _conf.CONFIDENCES
 confidence = _conf.confidence  # (logits, name) -> (conf float64, pred)
 
@@ -281,7 +283,8 @@ class OnnxEarlyExit:
 
     # --------------------------------------------------------------- routing
     def __call__(self, x: np.ndarray) -> Dict[str, np.ndarray]:
-        """Route a batch of preprocessed float32 images ``(N, C, H, W)``.
+        """Route a batch of preprocessed float32 images ``(N, C, H, W)``
+        (the decisions: ``routing.route``, as the PyTorch router's).
 
         Returns a dict of per-sample arrays (input order): ``pred`` int64,
         ``exit`` int64 (1-based), ``confidence`` float64, ``mflops``
@@ -291,57 +294,32 @@ class OnnxEarlyExit:
         """
         x = self._check(x)
         n = x.shape[0]
-        thr, last = self.thresholds, self.num_exits - 1
-        if n == 1:
-            return self._route_one(x)
-        pad_to = min(self.min_rows, n)
-        pred = np.empty(n, np.int64)
-        exit_ = np.empty(n, np.int64)
-        conf_out = np.empty(n, np.float64)
-        logits_out = None
-        rows = []
-        idx = np.arange(n)  # global position of each real row of the state
-        m = n  # real rows; the state may hold padding copies beyond them
-        state, prev = self.start(x), None
-        for k in range(self.num_exits):
-            state, feat = self.run_stage(k, state)
-            rows.append(int(feat.shape[0]))
-            prev = self.run_exit(k, feat, prev)
-            z = prev[:m]
-            if logits_out is None:
-                logits_out = np.empty((n, ) + z.shape[1:], z.dtype)
-            conf, p = confidence(z, self.confidence_name)
-            done = np.ones(m, bool) if k == last else conf >= thr[k]
-            if done.any():
-                g = idx[done]
-                pred[g] = p[done]
-                exit_[g] = k + 1
-                conf_out[g] = conf[done]
-                logits_out[g] = z[done]
-                if done.all():
-                    break
-                keep = np.flatnonzero(~done)
-                idx, m = idx[keep], keep.size
-                if m < pad_to:
-                    keep = np.concatenate(
-                        [keep, np.full(pad_to - m, keep[0])])
-                state = [np.ascontiguousarray(s[keep]) for s in state]
-                prev = np.ascontiguousarray(prev[keep])
-        return dict(pred=pred, exit=exit_, confidence=conf_out,
-                    mflops=self.exit_mflops[exit_ - 1], logits=logits_out,
-                    rows=rows)
+        # the current rows: the state and exit k's logits (exit k + 1 of a
+        # collaborative head reads them)
+        cur = dict(state=self.start(x), logits=None)
+        out = {}
 
-    def _route_one(self, x: np.ndarray) -> Dict[str, np.ndarray]:
-        """Batch size 1: the same decisions without the bookkeeping (which
-        costs as much as a small stage at this size)."""
-        thr, last = self.thresholds, self.num_exits - 1
-        state, z = self.start(x), None
-        for k in range(self.num_exits):
-            state, feat = self.run_stage(k, state)
-            z = self.run_exit(k, feat, z)
-            conf, p = confidence(z, self.confidence_name)
-            if k == last or conf[0] >= thr[k]:
-                break
-        return dict(pred=p, exit=np.array([k + 1]), confidence=conf,
-                    mflops=self.exit_mflops[k:k + 1], logits=z,
-                    rows=[1] * (k + 1))
+        def advance(k):
+            cur['state'], feat = self.run_stage(k, cur['state'])
+            cur['logits'] = self.run_exit(k, feat, cur['logits'])
+            return int(feat.shape[0])
+
+        def score(m):
+            return confidence(cur['logits'][:m], self.confidence_name)
+
+        def take(global_rows, local_rows):
+            z = cur['logits']
+            if 'logits' not in out:
+                out['logits'] = np.empty((n, ) + z.shape[1:], z.dtype)
+            out['logits'][global_rows] = z[local_rows]
+
+        def keep(local_rows):
+            cur['state'] = [np.ascontiguousarray(s[local_rows])
+                            for s in cur['state']]
+            cur['logits'] = np.ascontiguousarray(cur['logits'][local_rows])
+
+        pred, exit_, conf, rows = _routing.route(
+            n, self.thresholds, self.min_rows, advance, score, take, keep)
+        return dict(pred=pred, exit=exit_, confidence=conf,
+                    mflops=self.exit_mflops[exit_ - 1], logits=out['logits'],
+                    rows=rows)

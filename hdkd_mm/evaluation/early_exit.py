@@ -51,6 +51,7 @@ import torch.nn as nn
 from hdkd_mm.models.exits import exit_protocol
 
 from .confidence import DEFAULT_CONFIDENCE, check_confidence, confidence
+from .routing import route
 from .thresholds import check_thresholds
 
 __all__ = [
@@ -185,84 +186,51 @@ class EarlyExitPredictor:
 
     @torch.inference_mode()
     def __call__(self, inputs: torch.Tensor) -> EarlyExitResult:
-        """Route a batch of preprocessed images ``(N, C, H, W)``."""
+        """Route a batch of preprocessed images ``(N, C, H, W)`` (the
+        decisions: :func:`~hdkd_mm.evaluation.routing.route`)."""
         if self.model.training:
             raise RuntimeError(EVAL_MODE_NEEDED)
         n = int(inputs.shape[0])
         if n == 0:
             raise ValueError('Early-exit inference got an empty batch.')
         costs = self.costs(inputs.shape[1:])
-        if n == 1:
-            return self._route_one(inputs, costs)
-        thr = self.thresholds
-        pad_to = min(self.min_rows, n)
         head_pad_to = min(self.head_min_rows, n)
-        pred = np.empty(n, dtype=np.int64)
-        exit_ = np.empty(n, dtype=np.int64)
-        conf_out = np.empty(n, dtype=np.float64)
-        logits_out = None
-        rows: List[int] = []
-        idx = np.arange(n)  # global position of each real row of the state
-        m = n  # real rows; the state may hold padding copies beyond them
-        state = self.protocol.start(inputs)
-        last = self.num_exits - 1
-        prev_logits = None  # exit k-1's logits for the state's rows
-        for k in range(self.num_exits):
-            state, feat = self.protocol.run(k, state)
-            rows.append(int(feat.shape[0]))
-            prev_logits = self._exit_logits(k, feat, prev_logits,
-                                            head_pad_to)
-            z = prev_logits[:m]
-            if logits_out is None:
-                logits_out = z.new_empty((n, ) + tuple(z.shape[1:]))
-            conf, p = self._conf_pred(z)
-            if k == last:
-                done = np.ones(m, dtype=bool)
-            else:
-                done = conf >= thr[k]
-            if done.any():
-                g = idx[done]
-                pred[g] = p[done]
-                exit_[g] = k + 1
-                conf_out[g] = conf[done]
-                if done.all():
-                    logits_out[torch.from_numpy(g).to(z.device)] = z
-                    break
-                d = torch.from_numpy(np.flatnonzero(done)).to(z.device)
-                logits_out[torch.from_numpy(g).to(z.device)] = \
-                    z.index_select(0, d)
-                keep = np.flatnonzero(~done)
-                idx, m = idx[keep], keep.size
-                if m < pad_to:
-                    keep = np.concatenate(
-                        [keep, np.full(pad_to - m, keep[0])])
-                keep = torch.from_numpy(keep).to(z.device)
-                state = self.protocol.select(state, keep)
-                prev_logits = prev_logits.index_select(0, keep)
+        device = inputs.device
+        # the backend's rows: the protocol's state and exit k's logits
+        # (exit k + 1 of a collaborative head reads them)
+        cur = dict(state=self.protocol.start(inputs), logits=None)
+        out = {}
+
+        def advance(k):
+            cur['state'], feat = self.protocol.run(k, cur['state'])
+            cur['logits'] = self._exit_logits(k, feat, cur['logits'],
+                                              head_pad_to)
+            return int(feat.shape[0])
+
+        def score(m):
+            return self._conf_pred(cur['logits'][:m])
+
+        def take(global_rows, local_rows):
+            z = cur['logits']
+            if 'logits' not in out:
+                out['logits'] = z.new_empty((n, ) + tuple(z.shape[1:]))
+            out['logits'][torch.from_numpy(global_rows).to(device)] = \
+                z.index_select(0, torch.from_numpy(local_rows).to(device))
+
+        def keep(local_rows):
+            index = torch.from_numpy(local_rows).to(device)
+            cur['state'] = self.protocol.select(cur['state'], index)
+            cur['logits'] = cur['logits'].index_select(0, index)
+
+        pred, exit_, conf, rows = route(n, self.thresholds, self.min_rows,
+                                        advance, score, take, keep)
         return EarlyExitResult(
             pred=torch.from_numpy(pred),
             exit=torch.from_numpy(exit_),
             mflops=torch.from_numpy(costs[exit_ - 1]),
-            confidence=torch.from_numpy(conf_out),
-            logits=logits_out,
+            confidence=torch.from_numpy(conf),
+            logits=out['logits'],
             rows=rows)
-
-    def _route_one(self, inputs: torch.Tensor,
-                   costs: np.ndarray) -> EarlyExitResult:
-        """Batch size 1: the same decisions without the bookkeeping."""
-        thr, last = self.thresholds, self.num_exits - 1
-        state = self.protocol.start(inputs)
-        z = None
-        for k in range(self.num_exits):
-            state, feat = self.protocol.run(k, state)
-            z = self.model.head.exit_forward(k, feat, z)
-            conf, p = self._conf_pred(z)
-            if k == last or conf[0] >= thr[k]:
-                break
-        return EarlyExitResult(
-            pred=torch.from_numpy(p), exit=torch.tensor([k + 1]),
-            mflops=torch.tensor([costs[k]], dtype=torch.float64),
-            confidence=torch.from_numpy(conf), logits=z, rows=[1] * (k + 1))
 
 
 def early_exit_forward(model: nn.Module, inputs: torch.Tensor, thresholds,

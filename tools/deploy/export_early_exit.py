@@ -10,7 +10,7 @@ stage 1) and per exit classifier (``exit_k.onnx``), ``early_exit.json``
 (format version, input shape and normalisation, the graphs and their state
 inputs/outputs, thresholds, confidence measure, cumulative per-exit MFLOPs,
 class names) and ``runtime.py`` (:mod:`hdkd_mm.deploy.runtime`: numpy +
-onnxruntime only) with the ``confidence.py`` it reads. Run it with::
+onnxruntime only) with the ``confidence.py`` and ``routing.py`` it reads. Run it with::
 
     python -c "import sys; sys.path.insert(0, 'DIR'); \\
         from runtime import OnnxEarlyExit; m = OnnxEarlyExit('DIR')"
