@@ -1,12 +1,15 @@
 """Early-exit inference over a whole split (what
 ``tools/analysis/early_exit_infer.py`` runs), with the routing of
 :class:`~hdkd_mm.evaluation.early_exit.EarlyExitPredictor`."""
+import time
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
+from mmengine.runner import Runner
 
+from .budgeted import apply_thresholds, exit_confidences
 from .confidence import DEFAULT_CONFIDENCE, topk_correct
 from .early_exit import EarlyExitPredictor
 
@@ -30,11 +33,6 @@ def evaluate_early_exit(model: nn.Module, dataloader, thresholds,
     evaluation on each batch's full logits: numbers of samples whose exit or
     prediction differ, 0 expected).
     """
-    import time
-
-    from mmengine.runner import Runner
-
-    from .budgeted import apply_thresholds, exit_confidences
     if isinstance(dataloader, dict):
         dataloader = Runner.build_dataloader(dataloader)
     model.eval()

@@ -6,6 +6,8 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
+from ..confidence import topk_correct
+
 
 def exit_topk_accuracy(exit_scores: torch.Tensor, labels: torch.Tensor,
                        topk: Sequence[int]) -> torch.Tensor:
@@ -21,7 +23,6 @@ def exit_topk_accuracy(exit_scores: torch.Tensor, labels: torch.Tensor,
     Returns:
         float64 tensor of shape ``(K, len(topk))``.
     """
-    from hdkd_mm.evaluation.confidence import topk_correct
     scores = exit_scores.detach().cpu()
     if scores.dtype not in (torch.float32, torch.float64):
         scores = scores.float()
