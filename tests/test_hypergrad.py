@@ -572,12 +572,16 @@ def test_mixed_precision_train_pass_float32_hypergradient(monkeypatch):
     assert torch.equal(grad, seen['uncached'].grad)
 
 
-@pytest.mark.parametrize('inline_collaboration', [False, True])
-def test_jvp_equals_double_backward_float64_msdnet(inline_collaboration):
+@pytest.mark.parametrize('inline_collaboration,channels_last',
+                         [(False, False), (True, False), (False, True)])
+def test_jvp_equals_double_backward_float64_msdnet(inline_collaboration,
+                                                   channels_last):
     """The real MSDNet (multi-scale dense blocks, transition layers, concat,
     in-place ReLU, its exit classifiers; with IMTA's inline collaboration
     the BatchNorm1d of the collaboration modules too), float64, HDKD's dense
-    objective set: JVP = the double-backward reference."""
+    objective set: JVP = the double-backward reference; also with the
+    weights, images and hence every conv output in channels_last layout (the
+    JVP's cached conv primals and BatchNorm tangents included)."""
     torch.manual_seed(0)
     model = MODELS.build(dict(
         type='MultiExitClassifier',
@@ -589,7 +593,14 @@ def test_jvp_equals_double_backward_float64_msdnet(inline_collaboration):
                   inline_collaboration=inline_collaboration,
                   loss=dict(type='DenseKDLoss', scheme='hdkd',
                             temperature=2.0)),
+        channels_last=channels_last,
         data_preprocessor=BaseDataPreprocessor())).double().train()
+    if channels_last:  # .double() kept the layout
+        conv = next(m for m in model.modules()
+                    if isinstance(m, nn.Conv2d) and m.in_channels > 1
+                    and m.kernel_size != (1, 1))
+        assert not conv.weight.is_contiguous()
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     model.loss_weights.update_ema(torch.tensor([1.4, 1.2, 1.0],
                                                dtype=torch.float64))
     with torch.no_grad():

@@ -29,11 +29,21 @@ def write_json(path: str, data) -> None:
     os.replace(tmp, path)
 
 
+# Keys that choose how a run executes, not what it computes: the memory
+# layout changes float rounding only, as the thread count or the machine do,
+# so a run finished with another layout stays the same run.
+EXECUTION_KEYS = (('model', 'channels_last'), )
+
+
 def config_digest(cfg) -> str:
     """A digest of a resolved config (every ``_base_`` merged, the run's
     options applied): equal for the same settings in any clone, different
-    when any setting changed."""
-    text = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+    when any setting changed (:data:`EXECUTION_KEYS` aside)."""
+    data = cfg.to_dict()
+    for section, key in EXECUTION_KEYS:
+        if isinstance(data.get(section), dict):
+            data[section].pop(key, None)
+    text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

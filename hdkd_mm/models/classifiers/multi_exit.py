@@ -48,6 +48,15 @@ class MultiExitClassifier(ImageClassifier):
             (``hmsdnet``, ``hdbt``,
             ``hdkd``) build it with its defaults when left out; the fixed
             schemes take none, or a frozen one (``init='fixed'``).
+        channels_last (bool): keep the model's 4-D weights and its input
+            images in ``torch.channels_last`` memory format (NHWC), as timm's
+            ``--channels-last``. The same computation in another memory
+            layout: results differ by float rounding only (another summation
+            order in the convolution kernels), so it is an execution choice
+            like the thread count and is left out of a suite run's config
+            digest. Whether it is faster depends on the model and the
+            device: measure with ``bench/memory_format.py CONFIG``.
+            Default False.
 
     Modes of ``forward``: ``'loss'`` (dict of losses), ``'predict'`` (data
     samples with ``exit_scores`` of shape ``(K, C)`` and the last exit's
@@ -78,7 +87,8 @@ class MultiExitClassifier(ImageClassifier):
                  train_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
-                 loss_weights: Optional[dict] = None):
+                 loss_weights: Optional[dict] = None,
+                 channels_last: bool = False):
         if neck is not None:
             raise ValueError(
                 'MultiExitClassifier takes no neck: every exit has its own '
@@ -104,6 +114,21 @@ class MultiExitClassifier(ImageClassifier):
         self._heldout_source: Optional[Callable[[], dict]] = None
         self.bilevel_step = BilevelStepConfig()
         self._apply_gradient_equilibrium()
+        self.channels_last = bool(channels_last)
+        self._apply_memory_format()
+
+    def _apply_memory_format(self) -> None:
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def init_weights(self) -> None:
+        # initialise in the default layout: in-place random initialisers
+        # fill a tensor in memory order, so in NHWC the same seed would give
+        # other (permuted) weights than in NCHW
+        if self.channels_last:
+            self.to(memory_format=torch.contiguous_format)
+        super().init_weights()
+        self._apply_memory_format()
 
     def _apply_gradient_equilibrium(self) -> None:
         """Schemes with gradient equilibrium (``impr``) switch it on in the
@@ -125,6 +150,8 @@ class MultiExitClassifier(ImageClassifier):
         return self.head.num_exits
 
     def extract_feat(self, inputs: torch.Tensor, stage='neck'):
+        if self.channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
         feats = self.backbone(inputs)
         if isinstance(feats, torch.Tensor):
             feats = (feats, )

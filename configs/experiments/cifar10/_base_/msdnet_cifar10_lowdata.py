@@ -27,6 +27,11 @@ per_class = 1000
 max_epochs = 25
 
 model = dict(
+    # NHWC layout: the same training, faster for this model on one CPU
+    # thread (bench/memory_format.py; measured in docs/results.md, "Suite
+    # (c10)"); rounding-level differences only, so not part of a run's
+    # identity (hdkd_mm/experiments/records.py, EXECUTION_KEYS)
+    channels_last=True,
     backbone=dict(nBlocks=6, stepmode='lin_grow', step=1, base=1, nChannels=8,
                   growthRate=4),
     head=dict(num_classes=10, inter_channels=32))
