@@ -145,3 +145,13 @@ def test_layout_is_not_part_of_a_runs_config_digest(key, value, same):
     other = Config(dict(model=dict(MSDNET, data_preprocessor=None,
                                    **{key: value})))
     assert (config_digest(other) == config_digest(base)) is same
+
+
+def test_timing_table_counts_the_layouts_of_a_cell():
+    """A cell whose seeds trained in different layouts says so (results
+    recorded before the key existed trained in NCHW)."""
+    from hdkd_mm.experiments.tables import _layouts
+    assert _layouts([{}, {'channels_last': True},
+                     {'channels_last': True}]) == 'NCHW 1, NHWC 2'
+    assert _layouts([{'channels_last': False}, {}]) == 'NCHW'
+    assert _layouts([{'channels_last': True}]) == 'NHWC'

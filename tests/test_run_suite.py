@@ -40,7 +40,7 @@ def tiny_configs(tmp_path_factory):
     dbt = write_tiny_demo_config(
         root, name='dbt_tiny.py', per_class=(8, 4),
         extra="model['head']['loss'] = dict(scheme='dbt', temperature=4.0, "
-        'kd_weight=1.0)\n')
+        "kd_weight=1.0)\nmodel['channels_last'] = True\n")
     return [plain, dbt]
 
 
@@ -93,6 +93,14 @@ def test_mini_suite_end_to_end_and_skip(tiny_configs, tmp_path):
     run_dir = tmp_path / 'runs' / 'msdnet_tiny' / 'default' / 'seed0'
     result = json.loads((run_dir / 'result.json').read_text())
     assert result['spec']['max_epochs'] == 1
+    # the memory layout each run trained in, recorded and tabled
+    dbt_dir = tmp_path / 'runs' / 'dbt_tiny' / 'default' / 'seed0'
+    assert result['channels_last'] is False
+    assert json.loads((dbt_dir / 'result.json').read_text())[
+        'channels_last'] is True
+    header, rows = _table_rows(out_dir / 'timing.md')
+    layout = {r[0]: r[header.index('layout')] for r in rows}
+    assert layout == {'msdnet_tiny': 'NCHW', 'dbt_tiny': 'NHWC'}
     assert len(result['test_top1']) == len(result['train_top1']) == 2
     for name in ('final.pth', 'anytime.json', 'train_split.json',
                  'budgeted/budgeted.json', 'logs/train.log'):

@@ -126,6 +126,7 @@ def plan_runs(suite: Suite, log: Callable[[str], None] = print
                              f'options of {run.run_id} does not load: '
                              f'{type(err).__name__}: {err}') from None
         run.config_digest = config_digest(cfg)
+        run.channels_last = bool(cfg.model.get('channels_last', False))
         if suite.epochs is not None:
             run.train_options.update(epoch_options(cfg, suite.epochs))
             run.max_epochs = suite.epochs
@@ -248,7 +249,7 @@ def execute_run(run: Run, threads: int,
     train = read_json(osp.join(run.run_dir, 'train_split.json'))
     result = dict(
         info, finished=datetime.datetime.now().isoformat(timespec='seconds'),
-        threads=threads,
+        threads=threads, channels_last=run.channels_last,
         train_wall_s=round(walls.get('train', 0.0), 1),
         eval_wall_s=round(sum(v for k, v in walls.items() if k != 'train'),
                           1),

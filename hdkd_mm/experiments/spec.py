@@ -34,6 +34,7 @@ class Run:
     max_epochs: int = 0
     full_spec: Dict[str, Any] = field(default_factory=dict)
     config_digest: str = ''  # of the resolved config (records.config_digest)
+    channels_last: bool = False  # its memory layout (records.EXECUTION_KEYS)
     data_root: Optional[str] = None  # what {data_root} stands for
 
     def uses_data_root(self) -> bool:

@@ -347,19 +347,33 @@ def runs_table(suite, done, failed: Dict[str, str]) -> str:
     return '\n'.join(lines)
 
 
+def _layouts(results: List[Dict]) -> str:
+    """'NCHW', 'NHWC' or 'NCHW 1, NHWC 2': the memory layouts the runs
+    trained in (runs recorded before ``channels_last`` existed: NCHW)."""
+    nhwc = sum(bool(r.get('channels_last', False)) for r in results)
+    counts = [('NCHW', len(results) - nhwc), ('NHWC', nhwc)]
+    used = [(name, n) for name, n in counts if n]
+    if len(used) == 1:
+        return used[0][0]
+    return ', '.join(f'{name} {n}' for name, n in used)
+
+
 def timing_table(suite, done) -> str:
     lines = ['Measured wall time per run (training + evaluation), mean per '
-             'cell, with the OpenMP threads each run had.', '',
-             '| cell | n | train (min) | eval (min) | total (min) |',
-             '|:---|---:|---:|---:|---:|']
+             'cell, with the OpenMP threads each run had; layout: the memory '
+             'layout the runs trained in (NHWC: `model.channels_last`).', '',
+             '| cell | n | layout | train (min) | eval (min) | total (min) |',
+             '|:---|---:|:---|---:|---:|---:|']
     total = 0.0
     for label in ordered_labels(suite, done):
         ds = [d for d in done if d['label'] == label]
         tr = [d['result']['train_wall_s'] / 60 for d in ds]
         ev = [d['result']['eval_wall_s'] / 60 for d in ds]
         total += sum(tr) + sum(ev)
-        lines.append(f'| {label} | {len(ds)} | {np.mean(tr):.1f} | '
-                     f'{np.mean(ev):.1f} | {np.mean(tr) + np.mean(ev):.1f} |')
+        layout = _layouts([d['result'] for d in ds])
+        lines.append(f'| {label} | {len(ds)} | {layout} | {np.mean(tr):.1f} '
+                     f'| {np.mean(ev):.1f} | {np.mean(tr) + np.mean(ev):.1f} '
+                     '|')
     lines += ['', f'Sum over the {len(done)} finished runs: {total:.0f} '
               f'run-minutes = {total / 60:.2f} h; at {suite.parallel} runs '
               f'at a time about {total / 60 / suite.parallel:.2f} h of wall '
