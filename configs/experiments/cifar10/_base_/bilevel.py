@@ -5,7 +5,7 @@
 # configs/experiments/selection/cifar10_gamma_lr.yaml), constant; θ keeps
 # the schedule of the base.
 _base_ = ['./msdnet_cifar10_lowdata.py']
-gamma_lr = 1e-3
+gamma_lr = 1e-2  # chosen: cifar10_gamma_lr.yaml, eps1e-2
 model = dict(
     loss_weights=dict(
         type='LearnedLossWeights',
