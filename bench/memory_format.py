@@ -6,9 +6,10 @@ against ``channels_last`` (NHWC, the model config's ``channels_last=True``).
 
 CONFIG (default: the CIFAR-10 suite's HDKD config,
 ``configs/experiments/cifar10/hdkd_msdnet-6e_1xb64_cifar10-1000.py``) gives
-the model and the batch size; the images are random (no data loading is
-timed). Both layouts are built from the same seed in ONE process and timed
-interleaved (noise on a shared machine hits both alike):
+the model, its optimizers (``optim_wrapper``) and the batch size; the
+images are random (no data loading is timed). Both layouts are built from
+the same seed in ONE process and timed interleaved (noise on a shared
+machine hits both alike):
 
   plain  ``train_step`` with γ frozen (forward, weighted loss, backward,
          θ step): what every scheme pays;
@@ -34,38 +35,29 @@ sys.path.insert(0, osp.join(ROOT, 'bench'))
 
 from bilevel_step import hdkd_step, plain_step  # noqa: E402
 from mmengine.config import Config  # noqa: E402
-from mmengine.optim import OptimWrapper  # noqa: E402
+from mmengine.optim import build_optim_wrapper  # noqa: E402
+from mmengine.registry import DefaultScope  # noqa: E402
 from mmpretrain.registry import MODELS  # noqa: E402
 from mmpretrain.structures import DataSample  # noqa: E402
 
 import hdkd_mm  # noqa: E402,F401
-from hdkd_mm.engine.optim import BilevelOptimWrapperConstructor  # noqa: E402
 
 DEFAULT_CFG = osp.join(
     ROOT, 'configs/experiments/cifar10/hdkd_msdnet-6e_1xb64_cifar10-1000.py')
 
 
 def build(cfg, channels_last):
-    """The model in one layout, and its optimizer wrapper(s)."""
+    """The model in one layout, and the optimizer wrapper(s) of the config
+    (θ's, and γ's for a bilevel config), built as the runner builds them."""
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg['channels_last'] = channels_last
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
     model.init_weights()
     model.train()
-    sgd = dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4,
-               nesterov=True)
-    if not model.learns_loss_weights:
-        return model, OptimWrapper(build_optimizer(model, sgd))
-    model.set_bilevel_step(dict(hypergrad='jvp'))
-    return model, BilevelOptimWrapperConstructor(dict(
-        optimizer=sgd, gamma=dict(optimizer=dict(type='Adam', lr=1e-2))))(
-            model)
-
-
-def build_optimizer(model, cfg):
-    cfg = dict(cfg)
-    return getattr(torch.optim, cfg.pop('type'))(model.parameters(), **cfg)
+    if model.learns_loss_weights:
+        model.set_bilevel_step(dict(hypergrad='jvp'))
+    return model, build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
 
 
 def make_batch(n, seed, num_classes, size):
@@ -87,6 +79,7 @@ def main():
     parser.add_argument('--threads', type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    DefaultScope.get_instance('memory_format', scope_name='mmpretrain')
     cfg = Config.fromfile(args.config)
     batch = int(cfg.train_dataloader.batch_size)
     classes = int(cfg.model.head.num_classes)
