@@ -24,6 +24,9 @@ where it stopped. Every subprocess gets ``OMP_NUM_THREADS`` (and
 ``MKL_NUM_THREADS``) = the suite's ``threads``; its output goes to
 ``RUN/logs/<step>.log``; its ``--cfg-options`` have ``{data_root}`` replaced
 by the suite's data folder (the recorded spec keeps the placeholder).
+A runner stopped by SIGTERM or Ctrl-C stops its trainings first, and a run
+folder is worked on by one runner at a time
+(:mod:`~hdkd_mm.experiments.children`).
 
 Progress (:mod:`~hdkd_mm.experiments.progress`): MMEngine's ``ProgressBar``
 over the runs of the invocation (its ETA counts runs as equal), and after
@@ -37,12 +40,12 @@ import json
 import os
 import os.path as osp
 import shutil
-import subprocess
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .archive import archive_run, export_gamma, sync_archive
+from .children import run_child, run_lock, stopping_children
 from .progress import LogLines, estimate_left, fmt_duration, status_line
 from .options import epoch_options, format_options
 from .records import (check_config_digest, config_digest, read_json,
@@ -204,10 +207,19 @@ def _link_final(run: Run) -> str:
 
 def execute_run(run: Run, threads: int,
                 archive: Optional[str] = None) -> Dict:
-    """Run (or finish) one run; returns its result dict (and archives the
-    run when ``archive`` is given). Raises RuntimeError with the log path
-    when a step fails."""
+    """Run (or finish) one run, holding its folder's lock
+    (:func:`~hdkd_mm.experiments.children.run_lock`, handed to its
+    subprocesses); returns its result dict (and archives the run when
+    ``archive`` is given). Raises RuntimeError with the log path when a step
+    fails, :class:`~hdkd_mm.experiments.children.RunBusy` when another
+    process holds the folder."""
     os.makedirs(osp.join(run.run_dir, 'logs'), exist_ok=True)
+    with run_lock(run.run_dir) as lock_fd:
+        return _execute_locked(run, threads, archive, lock_fd)
+
+
+def _execute_locked(run: Run, threads: int, archive: Optional[str],
+                    lock_fd: int) -> Dict:
     info = dict(spec=run.full_spec, label=run.label, run_id=run.run_id,
                 config_digest=run.config_digest)
     write_json(osp.join(run.run_dir, 'run.json'), info)
@@ -229,17 +241,17 @@ def execute_run(run: Run, threads: int,
                     f'OMP_NUM_THREADS={threads}\n# ' + ' '.join(step.cmd) +
                     '\n')
             f.flush()
-            proc = subprocess.run(step.cmd, cwd=os.getcwd(), env=env,
-                                  stdout=f, stderr=subprocess.STDOUT)
+            returncode = run_child(step.cmd, env=env, stdout=f,
+                                   cwd=os.getcwd(), pass_fds=(lock_fd,))
         wall = time.time() - t0
         timing['attempts'].append(dict(step=step.name, wall_s=round(wall, 2),
-                                       rc=proc.returncode, threads=threads,
+                                       rc=returncode, threads=threads,
                                        ended=datetime.datetime.now()
                                        .isoformat(timespec='seconds')))
         write_json(timing_path, timing)
-        if proc.returncode != 0:
+        if returncode != 0:
             raise RuntimeError(f'step {step.name} failed (exit code '
-                               f'{proc.returncode}); see {log}')
+                               f'{returncode}); see {log}')
         if step.name == 'train':
             _link_final(run)
     walls: Dict[str, float] = {}
@@ -314,7 +326,10 @@ def run_suite(suite: Suite, log: Callable[[str], None] = _print,
             return None
         return run.needs in results
 
-    with futures.ThreadPoolExecutor(max_workers=suite.parallel) as pool:
+    # stopping_children inside the pool: on SIGTERM/Ctrl-C the trainings
+    # stop before the pool waits for its threads
+    with futures.ThreadPoolExecutor(max_workers=suite.parallel) as pool, \
+            stopping_children():
         while pending or running:
             for run in list(pending):
                 if len(running) >= suite.parallel:

@@ -32,11 +32,11 @@ point the validation loader there): no test image is read. The rules:
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 from typing import Dict, List, Optional, Tuple
 
 from ..evaluation.metrics.multi_exit_accuracy import EXIT_TOP1_KEY, exit_top1
+from .children import run_child, run_lock, stopping_children
 from .options import format_options
 from .spec import SuiteError
 
@@ -170,12 +170,17 @@ def train_candidate(sel: Dict, name: str, threads: int = 1,
                MKL_NUM_THREADS=str(threads),
                PYTHONPATH=repo + os.pathsep + os.environ.get('PYTHONPATH', ''))
     os.makedirs(work_dir, exist_ok=True)
-    with open(osp.join(work_dir, 'train.log'), 'a') as out:
-        subprocess.run(
+    log_path = osp.join(work_dir, 'train.log')
+    with run_lock(work_dir) as lock_fd, open(log_path, 'a') as out, \
+            stopping_children():
+        returncode = run_child(
             [sys.executable, osp.join(repo, 'tools', 'train.py'),
              sel['config'], '--work-dir', work_dir, '--resume',
              '--cfg-options'] + format_options(options),
-            env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+            env=env, stdout=out, pass_fds=(lock_fd,))
+    if returncode != 0:
+        raise RuntimeError(f'training candidate {name} failed (exit code '
+                           f'{returncode}); see {log_path}')
     return final_heldout_metrics(work_dir)
 
 

@@ -38,13 +38,16 @@ def main(argv=None):
         sel = load_selection(args.selection, args.data_root)
     except SuiteError as err:
         sys.exit(f'error: {err}')
-    if args.only:
-        if args.only not in sel['candidates']:
-            sys.exit(f'error: --only {args.only!r} is not a candidate of '
-                     f"{args.selection} ({sorted(sel['candidates'])}).")
-        train_candidate(sel, args.only, threads=args.threads)
-        return
-    result = run_selection(sel, threads=args.threads)
+    if args.only and args.only not in sel['candidates']:
+        sys.exit(f'error: --only {args.only!r} is not a candidate of '
+                 f"{args.selection} ({sorted(sel['candidates'])}).")
+    try:  # a failed training names its log; a busy folder, its lock
+        if args.only:
+            train_candidate(sel, args.only, threads=args.threads)
+            return
+        result = run_selection(sel, threads=args.threads)
+    except RuntimeError as err:
+        sys.exit(f'error: {err}')
     text = (f"{selection_table(result)}\n\nRule: {result['rule']}; choice: "
             f"**{result['choice']}** ({result['why']}).\n")
     print(text)
