@@ -2,8 +2,8 @@
 subsets) and local-files-only versions of MMPretrain's dataset classes."""
 from .local import (LocalCIFAR10, LocalCIFAR100, LocalFashionMNIST,
                     LocalImageNet)
-from .splits import (HeldOutSplit, Partition, check_disjoint,
-                     partition_indices, split_indices)
+from .partition import Partition, partition_indices, split_indices
+from .splits import HeldOutSplit, check_disjoint
 from .transforms import CenterPad, GrayToRGB
 
 __all__ = [
