@@ -471,7 +471,7 @@ def test_jvp_reusing_train_forward_conv_outputs_is_bitwise(norm):
     """The JVP pass takes its conv primals from the train forward: the same
     J v bit for bit; a conv output modified in place later in the forward
     (conv → in-place ReLU, the norm=False net's stage 2) is recomputed."""
-    from hdkd_mm.engine.hypergrad import ConvOutputCache
+    from hdkd_mm.engine.fast_jvp import ConvOutputCache
     model, x, y, hx, hy = _setup(norm=norm)
     opt = sgd(model, lr=0.3)
     cache = ConvOutputCache(model)
@@ -509,7 +509,7 @@ def test_fast_batchnorm_jvp_rule_matches_forward_ad(affine):
     ẇ·x̂ + ḃ) equals torch's own forward-mode formula (float64)."""
     import torch.autograd.forward_ad as fwAD
 
-    from hdkd_mm.engine.hypergrad import _FastJvpMode
+    from hdkd_mm.engine.fast_jvp import FastJvpMode
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(6, 4, 5, 5, generator=gen, dtype=torch.float64) * 3 + 1
     xt = torch.randn(x.shape, generator=gen, dtype=torch.float64)
@@ -517,7 +517,7 @@ def test_fast_batchnorm_jvp_rule_matches_forward_ad(affine):
     b = torch.randn(4, generator=gen, dtype=torch.float64)
     wt, bt = torch.randn_like(w), torch.randn_like(b)
     outs = []
-    for mode in (None, _FastJvpMode()):
+    for mode in (None, FastJvpMode()):
         with torch.no_grad(), fwAD.dual_level():
             args = dict(weight=fwAD.make_dual(w, wt),
                         bias=fwAD.make_dual(b, bt)) if affine else {}

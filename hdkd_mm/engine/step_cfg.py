@@ -51,7 +51,7 @@ class BilevelStepConfig:
             primals from the train forward instead of recomputing them
             (bitwise the same J v, about a quarter of the JVP's cost saved;
             keeps the train forward's conv outputs alive until the JVP pass,
-            see :class:`~hdkd_mm.engine.hypergrad.ConvOutputCache`).
+            see :class:`~hdkd_mm.engine.fast_jvp.ConvOutputCache`).
             Default: True.
     """
     hypergrad: str = 'jvp'
