@@ -453,7 +453,7 @@ def test_archive_restores_a_suite_in_a_fresh_work_root(tmp_path):
 
 
 def test_gamma_travel_adds_up_the_logged_path():
-    from hdkd_mm.experiments.tables import gamma_travel
+    from hdkd_mm.experiments.gamma import gamma_travel
     init = {'ce1': 1.0, 'kd2-1': 0.5}
     logged = [{'iter': 1, 'gamma/ce1': 1.5, 'gamma/kd2-1': 0.5},
               {'iter': 2, 'gamma/ce1': 1.0, 'gamma/kd2-1': 0.25}]

@@ -7,9 +7,10 @@ import os.path as osp
 
 import pytest
 
+from hdkd_mm.experiments.gamma import logged_travel
 from hdkd_mm.experiments.selection import (choose, exit_top1,
                                            final_heldout_metrics,
-                                           gamma_travel, load_selection)
+                                           load_selection)
 from hdkd_mm.experiments.suite import SuiteError
 from tiny_data import write_cifar10_jpg
 from tool_helpers import REPO, run_tool
@@ -42,19 +43,21 @@ def test_best_mean_breaks_near_ties_by_gamma_travel():
 def test_metrics_and_gamma_travel_from_mmengine_logs(tmp_path):
     for stamp, rows in (('20260101_000000', [{'exit1/top1': 1.0}]),
                         ('20260102_000000', [
-                            {'loss': 1.0, 'gamma/ce1': 1.5, 'gamma/ce2': 0.2},
+                            {'loss': 1.0, 'gamma/ce1': 1.5, 'gamma/ce2': 0.2,
+                             'iter': 10},
                             {'exit1/top1': 40.0, 'exit2/top1': 52.5,
                              'exit10/top1': 60.0},
                             {'loss': 0.9, 'gamma/ce1': 1.25,
-                             'gamma/ce2': 0.5}])):
+                             'gamma/ce2': 0.5, 'iter': 20}])):
         os.makedirs(tmp_path / stamp / 'vis_data')
         with open(tmp_path / stamp / 'vis_data' / 'scalars.json', 'w') as f:
             f.writelines(json.dumps(r) + '\n' for r in rows)
     metrics = final_heldout_metrics(str(tmp_path))  # the newest run's last
     assert exit_top1(metrics) == [40.0, 52.5, 60.0]  # numeric exit order
-    travel = gamma_travel(str(tmp_path), {'ce1': 1.0, 'ce2': 1.0})
+    # the last logged γ against the initial one
+    travel = logged_travel(str(tmp_path), {'ce1': 1.0, 'ce2': 1.0})
     assert travel == pytest.approx(0.25 + 0.5)
-    assert gamma_travel(str(tmp_path), None) is None
+    assert logged_travel(str(tmp_path), None) is None
     assert final_heldout_metrics(str(tmp_path / 'missing')) is None
 
 

@@ -20,18 +20,17 @@ is not trained again. So a suite whose work folders are lost (a new clone, a
 session that ended) continues from its archive, and the archive in the
 repository is the record the published tables were made from.
 """
-import glob
 import json
 import os
 import os.path as osp
 import shutil
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
-from .records import check_config_digest, read_json, write_json
+from .gamma import export_gamma, gamma_records
+from .records import check_config_digest, read_json
 from .suite import Run, SuiteError
 
-__all__ = ['ARCHIVED_FILES', 'export_gamma', 'archive_run', 'restore_run',
-           'sync_archive', 'gamma_records']
+__all__ = ['ARCHIVED_FILES', 'archive_run', 'restore_run', 'sync_archive']
 
 #: Files of a finished run that the archive keeps (relative to the run).
 ARCHIVED_FILES = ('run.json', 'result.json', 'timing.json', 'anytime.json',
@@ -46,53 +45,6 @@ def _copy_if_present(src: str, dst: str) -> None:
     if osp.isfile(src):
         os.makedirs(osp.dirname(dst), exist_ok=True)
         shutil.copyfile(src, dst)
-
-
-def export_gamma(run: Run) -> Optional[str]:
-    """Write ``RUN/gamma.json`` (``{objective name: γ}``) from the run's
-    final checkpoint; returns its path, or None for a run without learned
-    loss weights (or without a final checkpoint)."""
-    out = osp.join(run.run_dir, 'gamma.json')
-    ckpt_path = osp.join(run.run_dir, 'final.pth')
-    if osp.isfile(out):
-        return out
-    if not osp.isfile(ckpt_path):
-        return None
-    import torch
-
-    from hdkd_mm.launch import load_config
-    from mmpretrain.registry import MODELS
-    state = torch.load(ckpt_path, map_location='cpu', weights_only=False)
-    state = state.get('state_dict', state)
-    gamma = state.get('loss_weights.gamma')
-    if gamma is None:
-        return None
-    cfg = load_config(run.config, dict(run.options))
-    model = MODELS.build(cfg.model)
-    names = list(model.loss_weights.names)
-    values = gamma.detach().double().flatten().tolist()
-    if len(names) != len(values):
-        raise RuntimeError(
-            f'{ckpt_path}: {len(values)} γ values for the {len(names)} '
-            f'objectives of {run.config}.')
-    write_json(out, dict(zip(names, values)))
-    return out
-
-
-def gamma_records(run_dir: str) -> List[Dict]:
-    """The ``gamma/*`` scalars of every training attempt of a run (a resumed
-    run has several log folders; an iteration logged twice keeps the last)."""
-    from hdkd_mm.analysis.run_plots import read_scalars
-    paths = sorted(glob.glob(osp.join(run_dir, '*', 'vis_data',
-                                      'scalars.json')), key=osp.getmtime)
-    by_iter: Dict[int, Dict] = {}
-    for path in paths:
-        for record in read_scalars(path):
-            gammas = {k: v for k, v in record.items()
-                      if k.startswith('gamma/')}
-            if gammas and 'iter' in record:
-                by_iter[record['iter']] = dict(iter=record['iter'], **gammas)
-    return [by_iter[i] for i in sorted(by_iter)]
 
 
 def archive_run(run: Run, archive_dir: str) -> str:

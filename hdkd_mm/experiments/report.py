@@ -35,7 +35,7 @@ import shutil
 from collections import OrderedDict
 from typing import Dict, List, Optional
 
-from . import tables
+from . import gamma, tables
 from .records import read_json
 from .spec import Suite
 
@@ -140,9 +140,9 @@ def write_report(suite: Suite, failed: Optional[Dict[str, str]] = None,
     put('budgeted.md', tables.budgeted_outputs(suite, done, out_dir))
     if osp.isfile(osp.join(out_dir, 'budgeted.png')):
         files['budgeted.png'] = osp.join(out_dir, 'budgeted.png')
-    for name in tables.gamma_plots(suite, done, out_dir):
+    for name in gamma.gamma_plots(suite, done, out_dir):
         files[name] = osp.join(out_dir, name)
-    travel = tables.gamma_travel_table(suite, done)
+    travel = gamma.gamma_travel_table(suite, done)
     if travel is not None:
         put('gamma_travel.md', travel)
     put('runs.md', tables.runs_table(suite, done, failed))

@@ -44,8 +44,9 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .archive import archive_run, export_gamma, sync_archive
+from .archive import archive_run, sync_archive
 from .children import run_child, run_lock, stopping_children
+from .gamma import export_gamma
 from .progress import LogLines, estimate_left, fmt_duration, status_line
 from .options import epoch_options, format_options
 from .records import (check_config_digest, config_digest, read_json,

@@ -33,10 +33,11 @@ import json
 import os
 import os.path as osp
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from ..evaluation.metrics.multi_exit_accuracy import EXIT_TOP1_KEY, exit_top1
 from .children import run_child, run_lock, stopping_children
+from .gamma import initial_gamma_of, logged_travel
 from .options import format_options
 from .spec import SuiteError
 
@@ -93,44 +94,6 @@ def final_heldout_metrics(work_dir: str) -> Optional[Dict[str, float]]:
                 if any(EXIT_TOP1_KEY.match(k) for k in row):
                     last = row
     return last
-
-
-def gamma_travel(work_dir: str, initial: Optional[Dict[str, float]]
-                 ) -> Optional[float]:
-    """L1 distance between the initial γ and the last logged γ
-    (``gamma/<objective>`` training scalars); None without learned γ."""
-    if not initial:
-        return None
-    last = None
-    for stamp in sorted(os.listdir(work_dir)):
-        path = osp.join(work_dir, stamp, 'vis_data', 'scalars.json')
-        if osp.isfile(path):
-            with open(path) as f:
-                for line in f:
-                    row = json.loads(line)
-                    if any(k.startswith('gamma/') for k in row):
-                        last = row
-    if last is None:
-        return None
-    return sum(abs(float(last[f'gamma/{n}']) - v) for n, v in initial.items())
-
-
-def initial_gamma_of(config: str, options: Dict
-                     ) -> Optional[Tuple[str, Dict[str, float]]]:
-    """``(init mode, {objective: γ})`` at initialisation of the model a
-    config builds with ``options``; None when it learns no γ (plain or
-    frozen)."""
-    import hdkd_mm  # noqa: F401  (registers the modules)
-    from mmpretrain.registry import MODELS
-
-    from hdkd_mm.launch import load_config
-    cfg = load_config(config, options)
-    model = MODELS.build(cfg.model)
-    lw = getattr(model, 'loss_weights', None)
-    if lw is None or not lw.learnable:
-        return None
-    return lw.init_mode, {n: float(v) for n, v in
-                          zip(lw.names, lw.weights().tolist())}
 
 
 def choose(rows: List[Dict], rule: Dict) -> Dict:
@@ -200,7 +163,7 @@ def run_selection(sel: Dict, threads: int = 1, log=print) -> Dict:
         metrics = train_candidate(sel, name, threads, log)
         top1 = exit_top1(metrics)
         init = initial_gamma_of(sel['config'], options)
-        travel = gamma_travel(work_dir, init[1] if init else None)
+        travel = logged_travel(work_dir, init[1] if init else None)
         rows.append(dict(name=name, options=extra or {}, heldout_top1=top1,
                          room=top1[-1] - top1[0],
                          mean=sum(top1) / len(top1), gamma_travel=travel))

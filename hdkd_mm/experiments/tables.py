@@ -4,19 +4,16 @@ claims' verdicts come from :mod:`hdkd_mm.experiments.verdict`. What each
 file holds is listed in :mod:`hdkd_mm.experiments.report`."""
 import os.path as osp
 import re
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 
-from .archive import gamma_records
 from .progress import fmt_duration
-from .records import read_json
 from .spec import Suite
 from .verdict import claim_effect
 
 __all__ = ['safe_name', 'anytime_tables', 'regime_table', 'delta_table',
-           'claims_table', 'budgeted_outputs', 'gamma_plots', 'gamma_travel',
-           'gamma_travel_table', 'runs_table',
+           'claims_table', 'budgeted_outputs', 'runs_table',
            'timing_table', 'rerun_table', 'ordered_labels',
            'runs_for_compare']
 
@@ -254,74 +251,6 @@ def budgeted_outputs(suite, done, out_dir) -> str:
     ax.legend(fontsize=8)
     fig.savefig(osp.join(out_dir, 'budgeted.png'), dpi=110)
     return '\n'.join(lines)
-
-
-def gamma_plots(suite, done, out_dir) -> List[str]:
-    """γ trajectories (``plot_run``) of the first seed of every cell that
-    logged γ; returns the file names written."""
-    from hdkd_mm.analysis.run_plots import gamma_series, plot_gamma
-    written = []
-    for label in ordered_labels(suite, done):
-        ds = sorted((d for d in done if d['label'] == label),
-                    key=lambda d: d['seed'])
-        # every training attempt of the run (a resumed run has several
-        # log folders; iterations redone after a resume keep the last)
-        series = gamma_series(gamma_records(ds[0]['run'].run_dir))
-        if not series:
-            continue
-        name = f'gamma_{safe_name(label)}.png'
-        plot_gamma(series, osp.join(out_dir, name),
-                   title=f'{label}, seed {ds[0]["seed"]}: γ over training')
-        written.append(name)
-    return written
-
-
-def gamma_travel(initial: Dict[str, float], final: Dict[str, float],
-                 trajectory: List[Dict]) -> Dict[str, float]:
-    """How far γ moved in one run: ``l1`` = Σ_m |γ_final − γ_init|,
-    ``relative`` = l1 / Σ_m |γ_init|, ``path`` = the L1 length of the logged
-    trajectory (init → each logged γ → final), ``largest`` = the objective
-    that moved most and by how much."""
-    names = list(initial)
-    points = [[initial[n] for n in names]]
-    points += [[rec[f'gamma/{n}'] for n in names] for rec in trajectory]
-    points.append([final[n] for n in names])
-    l1 = sum(abs(final[n] - initial[n]) for n in names)
-    path = sum(sum(abs(b - a) for a, b in zip(p, q))
-               for p, q in zip(points, points[1:]))
-    big = max(names, key=lambda n: abs(final[n] - initial[n]))
-    total = sum(abs(v) for v in initial.values())
-    return dict(l1=l1, relative=l1 / total if total else float('nan'),
-                path=path, largest=big,
-                largest_change=final[big] - initial[big])
-
-
-def gamma_travel_table(suite, done) -> Optional[str]:
-    """γ's travel from its initialisation in every run that learned γ
-    (issue 16: whether an ablation of γ tested a γ that moved); None when
-    no run of the suite learned γ."""
-    from .selection import initial_gamma_of
-    lines = ['| cell | seed | init | Σ γ₀ | L1(γ_final − γ₀) | relative | '
-             'path length (logged) | largest change |',
-             '|:---|---:|:---|---:|---:|---:|---:|:---|']
-    rows = 0
-    for d in done:
-        run = d['run']
-        final = read_json(osp.join(run.run_dir, 'gamma.json'))
-        if not final:
-            continue
-        start = initial_gamma_of(run.config, run.options)
-        if start is None:  # frozen γ (Fixed): nothing moves
-            continue
-        init, initial = start
-        t = gamma_travel(initial, final, gamma_records(run.run_dir))
-        lines.append(
-            f"| {d['label']} | {d['seed']} | {init} | "
-            f"{sum(initial.values()):.2f} | {t['l1']:.3f} | "
-            f"{100 * t['relative']:.1f} % | {t['path']:.3f} | "
-            f"{t['largest']} {t['largest_change']:+.3f} |")
-        rows += 1
-    return '\n'.join(lines) if rows else None
 
 
 def runs_table(suite, done, failed: Dict[str, str]) -> str:
