@@ -341,8 +341,8 @@ class MultiExitClassifier(ImageClassifier):
     def _bilevel_step(self, data, model_ow: OptimWrapper,
                       gamma_ow: OptimWrapper, forward_module: nn.Module,
                       distributed: bool) -> Dict[str, torch.Tensor]:
-        from hdkd_mm.engine.hypergrad import (ConvOutputCache, capture_rng,
-                                              gamma_hypergradient)
+        from hdkd_mm.engine.fast_jvp import ConvOutputCache
+        from hdkd_mm.engine.hypergrad import capture_rng, gamma_hypergradient
         lw, step = self.loss_weights, self.bilevel_step
         heldout = self.data_preprocessor(self._next_heldout_batch(), False)
         # 1. Train forward and backward: g, the real θ step's gradient.
