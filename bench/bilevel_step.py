@@ -74,7 +74,7 @@ from torch.func import functional_call  # noqa: E402
 
 import hdkd_mm  # noqa: E402,F401
 from hdkd_mm.engine.hypergrad import (ThetaParams, batch_statistics,  # noqa
-                                      capture_rng, heldout_gradient,
+                                      heldout_gradient,
                                       objective_finite_diff, objective_jvp,
                                       virtual_step)
 from hdkd_mm.engine.optim import BilevelOptimWrapperConstructor  # noqa: E402

@@ -47,8 +47,7 @@ from typing import Dict, List
 
 import torch.nn as nn
 from mmengine.model import is_model_wrapper
-from mmengine.optim import (DefaultOptimWrapperConstructor, OptimWrapper,
-                            OptimWrapperDict)
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapperDict
 from mmpretrain.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 DEFAULT_GAMMA_OPTIM = dict(type='OptimWrapper',
