@@ -14,6 +14,7 @@ import time
 import pytest
 
 from hdkd_mm.experiments.children import RunBusy, run_lock
+from hdkd_mm.experiments.runner import settle_interrupted
 from tool_helpers import REPO, write_tiny_demo_config
 
 # the training step of each run, replaced by a process that says its pid and
@@ -105,6 +106,11 @@ def test_a_surviving_training_keeps_its_run_from_a_second_runner(
         proc.kill()  # SIGKILL: no clean-up; the trainings go on
         proc.communicate(timeout=60)
         assert all(_alive(pid) for pid in pids)
+        for d in run_dirs:  # the attempt was recorded before it started
+            attempts = json.loads((d / 'timing.json').read_text())[
+                'attempts']
+            assert 'started_s' in attempts[-1]
+            assert 'ended' not in attempts[-1]
         second = subprocess.run(
             [sys.executable, str(script), str(suite)], cwd=REPO,
             env=dict(os.environ, PYTHONPATH=REPO), capture_output=True,
@@ -149,3 +155,22 @@ def test_run_lock_is_exclusive(tmp_path):
     with run_lock(str(tmp_path)):
         pass
     assert osp.isfile(tmp_path / '.lock')
+
+
+def test_an_attempt_cut_off_with_its_runner_is_settled(tmp_path):
+    """Its wall time runs to the last write to its step's log."""
+    (tmp_path / 'logs').mkdir()
+    log = tmp_path / 'logs' / 'train.log'
+    log.write_text('epoch 1\n')
+    start = time.time() - 1000.0
+    os.utime(log, (start + 600.0, start + 600.0))
+    done = dict(step='train', started_s=start - 5000.0, wall_s=900.0, rc=0,
+                ended='2026-01-01T00:00:00')
+    cut = dict(step='train', threads=1, started_s=start)
+    timing = dict(attempts=[done, cut])
+    assert settle_interrupted(timing, str(tmp_path)) == [cut]
+    assert cut['interrupted'] is True and cut['rc'] is None
+    assert cut['wall_s'] == pytest.approx(600.0, abs=0.01)
+    assert done == dict(step='train', started_s=start - 5000.0, wall_s=900.0,
+                        rc=0, ended='2026-01-01T00:00:00')
+    assert settle_interrupted(timing, str(tmp_path)) == []  # settled once

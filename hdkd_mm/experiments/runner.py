@@ -24,8 +24,11 @@ where it stopped. Every subprocess gets ``OMP_NUM_THREADS`` (and
 ``MKL_NUM_THREADS``) = the suite's ``threads``; its output goes to
 ``RUN/logs/<step>.log``; its ``--cfg-options`` have ``{data_root}`` replaced
 by the suite's data folder (the recorded spec keeps the placeholder).
-A runner stopped by SIGTERM or Ctrl-C stops its trainings first, and a run
-folder is worked on by one runner at a time
+Every attempt of a step is in ``RUN/timing.json``, recorded before it
+starts; one cut off with a runner killed outright is settled by the next
+runner (:func:`settle_interrupted`), so a resumed run's wall time keeps the
+work done before. A runner stopped by SIGTERM or Ctrl-C stops its
+trainings first, and a run folder is worked on by one runner at a time
 (:mod:`~hdkd_mm.experiments.children`).
 
 Progress (:mod:`~hdkd_mm.experiments.progress`): MMEngine's ``ProgressBar``
@@ -54,7 +57,7 @@ from .records import (check_config_digest, config_digest, read_json,
 from .spec import Run, Suite, SuiteError
 
 __all__ = ['REPO', 'run_state', 'plan_runs', 'execute_run', 'run_suite',
-           'is_bilevel', 'check_data_root']
+           'is_bilevel', 'check_data_root', 'settle_interrupted']
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BILEVEL_COST = 2.3  # HDKD-type run / plain run (measured, docs/results.md)
@@ -206,6 +209,31 @@ def _link_final(run: Run) -> str:
     return final
 
 
+def _iso(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds).isoformat(
+        timespec='seconds')
+
+
+def settle_interrupted(timing: Dict, run_dir: str) -> List[Dict]:
+    """Close the attempts of ``timing`` (a run's ``timing.json``) that have
+    no end: their runner was killed outright (SIGKILL, a machine that went
+    away) while the step ran. Such an attempt gets ``interrupted: True``,
+    ``rc: None`` and the wall time from its start to the last write to its
+    step's log (training logs every few dozen iterations), so the run's
+    wall time keeps the work done before the resume. Returns them."""
+    settled = []
+    for a in timing['attempts']:
+        if 'ended' in a:
+            continue
+        log = osp.join(run_dir, 'logs', f"{a['step']}.log")
+        start = a['started_s']
+        end = max(osp.getmtime(log), start) if osp.isfile(log) else start
+        a.update(wall_s=round(end - start, 2), rc=None, interrupted=True,
+                 ended=_iso(end))
+        settled.append(a)
+    return settled
+
+
 def execute_run(run: Run, threads: int,
                 archive: Optional[str] = None) -> Dict:
     """Run (or finish) one run, holding its folder's lock
@@ -231,24 +259,26 @@ def _execute_locked(run: Run, threads: int, archive: Optional[str],
                 'run the suite that trains it first.')
     timing_path = osp.join(run.run_dir, 'timing.json')
     timing = read_json(timing_path) or dict(attempts=[])
+    settle_interrupted(timing, run.run_dir)
     env = _env(threads)
     for step in _steps(run):
         if osp.isfile(step.output):
             continue
         log = osp.join(run.run_dir, 'logs', f'{step.name}.log')
         t0 = time.time()
+        # recorded before it runs: a runner killed outright leaves the
+        # attempt without an end, which the next runner settles
+        attempt = dict(step=step.name, threads=threads, started_s=round(t0, 2))
+        timing['attempts'].append(attempt)
+        write_json(timing_path, timing)
         with open(log, 'a') as f:
-            f.write(f'\n# {datetime.datetime.now().isoformat()} '
-                    f'OMP_NUM_THREADS={threads}\n# ' + ' '.join(step.cmd) +
-                    '\n')
+            f.write(f'\n# {_iso(t0)} OMP_NUM_THREADS={threads}\n# ' +
+                    ' '.join(step.cmd) + '\n')
             f.flush()
             returncode = run_child(step.cmd, env=env, stdout=f,
                                    cwd=os.getcwd(), pass_fds=(lock_fd,))
-        wall = time.time() - t0
-        timing['attempts'].append(dict(step=step.name, wall_s=round(wall, 2),
-                                       rc=returncode, threads=threads,
-                                       ended=datetime.datetime.now()
-                                       .isoformat(timespec='seconds')))
+        attempt.update(wall_s=round(time.time() - t0, 2), rc=returncode,
+                       ended=_iso(time.time()))
         write_json(timing_path, timing)
         if returncode != 0:
             raise RuntimeError(f'step {step.name} failed (exit code '
