@@ -20,13 +20,17 @@ runner would start a second training of the same run. So:
 """
 import contextlib
 import errno
-import fcntl
 import os
 import os.path as osp
 import signal
 import subprocess
 import threading
 from typing import IO, Dict, Iterator, List, Optional, Sequence
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): run folders are not locked
+    fcntl = None
 
 __all__ = ['RunBusy', 'run_lock', 'run_child', 'stop_children',
            'stopping_children']
@@ -41,14 +45,18 @@ class RunBusy(RuntimeError):
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str) -> Iterator[int]:
+def run_lock(run_dir: str) -> Iterator[Optional[int]]:
     """Hold the exclusive lock of ``run_dir`` (``RUN/.lock``, which records
-    the pid of the process that took it); yields its file descriptor.
+    the pid of the process that took it); yields its file descriptor (None
+    where ``fcntl`` does not exist: no lock).
 
     Raises:
         RunBusy: another process holds it (a runner, or a training that its
             killed runner left running).
     """
+    if fcntl is None:
+        yield None
+        return
     path = osp.join(run_dir, '.lock')
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -73,7 +81,7 @@ def run_lock(run_dir: str) -> Iterator[int]:
 
 def run_child(cmd: Sequence[str], env: Optional[Dict[str, str]] = None,
               stdout: Optional[IO] = None, cwd: Optional[str] = None,
-              pass_fds: Sequence[int] = ()) -> int:
+              pass_fds: Sequence[Optional[int]] = ()) -> int:
     """Run ``cmd`` (stderr into ``stdout``) to its end; returns its exit
     code (negative: the signal that ended it).
 
@@ -85,7 +93,8 @@ def run_child(cmd: Sequence[str], env: Optional[Dict[str, str]] = None,
             raise RuntimeError('not started: the runner is stopping')
         proc = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=stdout,
                                 stderr=subprocess.STDOUT,
-                                pass_fds=tuple(pass_fds))
+                                pass_fds=tuple(fd for fd in pass_fds
+                                               if fd is not None))
         _live.append(proc)
     try:
         return proc.wait()

@@ -248,7 +248,7 @@ def execute_run(run: Run, threads: int,
 
 
 def _execute_locked(run: Run, threads: int, archive: Optional[str],
-                    lock_fd: int) -> Dict:
+                    lock_fd: Optional[int]) -> Dict:
     info = dict(spec=run.full_spec, label=run.label, run_id=run.run_id,
                 config_digest=run.config_digest)
     write_json(osp.join(run.run_dir, 'run.json'), info)
