@@ -32,12 +32,26 @@ try:
 except ImportError:  # not POSIX (Windows): run folders are not locked
     fcntl = None
 
-__all__ = ['RunBusy', 'run_lock', 'run_child', 'stop_children',
-           'stopping_children']
+__all__ = ['REPO', 'child_env', 'RunBusy', 'run_lock', 'run_child',
+           'stop_children', 'stopping_children']
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 _live: List[subprocess.Popen] = []
 _guard = threading.Lock()
 _stopping = threading.Event()
+
+
+def child_env(threads: int) -> Dict[str, str]:
+    """The environment of a training subprocess: this one, with
+    ``threads`` OpenMP/MKL/OpenBLAS threads and the repository first on
+    ``PYTHONPATH``."""
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               OPENBLAS_NUM_THREADS=str(threads))
+    path = env.get('PYTHONPATH', '')
+    env['PYTHONPATH'] = REPO + (os.pathsep + path if path else '')
+    return env
 
 
 class RunBusy(RuntimeError):

@@ -48,7 +48,8 @@ import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .archive import archive_run, sync_archive
-from .children import run_child, run_lock, stopping_children
+from .children import (REPO, child_env, run_child, run_lock,
+                       stopping_children)
 from .gamma import export_gamma
 from .progress import LogLines, estimate_left, fmt_duration, status_line
 from .options import epoch_options, format_options
@@ -59,7 +60,6 @@ from .spec import Run, Suite, SuiteError
 __all__ = ['REPO', 'run_state', 'plan_runs', 'execute_run', 'run_suite',
            'is_bilevel', 'check_data_root', 'settle_interrupted']
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BILEVEL_COST = 2.3  # HDKD-type run / plain run (measured, docs/results.md)
 
 
@@ -183,15 +183,6 @@ def _steps(run: Run) -> List[_Step]:
     ]
 
 
-def _env(threads: int) -> Dict[str, str]:
-    env = dict(os.environ)
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               OPENBLAS_NUM_THREADS=str(threads))
-    path = env.get('PYTHONPATH', '')
-    env['PYTHONPATH'] = REPO + (os.pathsep + path if path else '')
-    return env
-
-
 def _link_final(run: Run) -> str:
     """``RUN/final.pth`` = the checkpoint of the last epoch."""
     ckpt = osp.join(run.run_dir, f'epoch_{run.max_epochs}.pth')
@@ -260,7 +251,7 @@ def _execute_locked(run: Run, threads: int, archive: Optional[str],
     timing_path = osp.join(run.run_dir, 'timing.json')
     timing = read_json(timing_path) or dict(attempts=[])
     settle_interrupted(timing, run.run_dir)
-    env = _env(threads)
+    env = child_env(threads)
     for step in _steps(run):
         if osp.isfile(step.output):
             continue
@@ -277,8 +268,9 @@ def _execute_locked(run: Run, threads: int, archive: Optional[str],
             f.flush()
             returncode = run_child(step.cmd, env=env, stdout=f,
                                    cwd=os.getcwd(), pass_fds=(lock_fd,))
-        attempt.update(wall_s=round(time.time() - t0, 2), rc=returncode,
-                       ended=_iso(time.time()))
+        t1 = time.time()
+        attempt.update(wall_s=round(t1 - t0, 2), rc=returncode,
+                       ended=_iso(t1))
         write_json(timing_path, timing)
         if returncode != 0:
             raise RuntimeError(f'step {step.name} failed (exit code '

@@ -36,7 +36,8 @@ import sys
 from typing import Dict, List, Optional
 
 from ..evaluation.metrics.multi_exit_accuracy import EXIT_TOP1_KEY, exit_top1
-from .children import run_child, run_lock, stopping_children
+from .children import (REPO, child_env, run_child, run_lock,
+                       stopping_children)
 from .gamma import initial_gamma_of, logged_travel
 from .options import format_options
 from .spec import SuiteError
@@ -122,25 +123,21 @@ def train_candidate(sel: Dict, name: str, threads: int = 1,
                     log=print) -> Dict[str, float]:
     """Train one candidate unless it is trained (an interrupted run
     resumes); returns its final held-out metrics."""
-    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     options = dict(sel['options'], **(sel['candidates'][name] or {}))
     work_dir = osp.join(sel['work_root'], name)
     metrics = final_heldout_metrics(work_dir)
     if metrics is not None:
         return metrics
     log(f'[{name}] training in {work_dir}')
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads),
-               PYTHONPATH=repo + os.pathsep + os.environ.get('PYTHONPATH', ''))
     os.makedirs(work_dir, exist_ok=True)
     log_path = osp.join(work_dir, 'train.log')
     with run_lock(work_dir) as lock_fd, open(log_path, 'a') as out, \
             stopping_children():
         returncode = run_child(
-            [sys.executable, osp.join(repo, 'tools', 'train.py'),
+            [sys.executable, osp.join(REPO, 'tools', 'train.py'),
              sel['config'], '--work-dir', work_dir, '--resume',
              '--cfg-options'] + format_options(options),
-            env=env, stdout=out, pass_fds=(lock_fd,))
+            env=child_env(threads), stdout=out, pass_fds=(lock_fd,))
     if returncode != 0:
         raise RuntimeError(f'training candidate {name} failed (exit code '
                            f'{returncode}); see {log_path}')
