@@ -110,3 +110,29 @@ def test_budgeted_eval_early_exit_infer_and_test_py(name, data_config):
     for k, share in enumerate(budget['exit_shares'], start=1):
         assert metrics.get(f'early_exit/exit{k}_share', 0.0) == \
             pytest.approx(share)
+
+
+@pytest.mark.parametrize('tool', ['tools/analysis/early_exit_infer.py',
+                                  'tools/deploy/export_early_exit.py'])
+def test_threshold_options_are_refused_before_any_work(tool, capsys):
+    """Both tools take the thresholds the same way (``add_threshold_args``):
+    exactly one source, and ``--budget-json`` only with a budget."""
+    parse = load_tool(tool).parse_args
+    base = ['cfg.py', 'ckpt.pth', '--out', 'out']
+    args = parse(base + ['--budget-json', 'b.json', '--budget-index', '3',
+                         '--confidence', 'entropy'])
+    assert (args.thresholds, args.budget_json, args.budget_index,
+            args.confidence) == (None, 'b.json', '3', 'entropy')
+    for argv, message in [
+            (['--budget-json', 'b.json'], '--budget-json needs '
+             '--budget-index P'),
+            (['--thresholds=0.5,-inf', '--budget-json', 'b.json'],
+             'not allowed with argument'),
+            ([], 'one of the arguments --thresholds --budget-json is '
+             'required'),
+            (['--thresholds=0.5,-inf', '--confidence', 'max'],
+             "invalid choice: 'max'")]:
+        with pytest.raises(SystemExit) as err:
+            parse(base + argv)
+        assert err.value.code == 2
+        assert message in capsys.readouterr().err

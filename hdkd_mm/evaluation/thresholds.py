@@ -7,6 +7,7 @@ with (:mod:`hdkd_mm.evaluation.confidence`): ``budgeted.json`` records it
 (files written before it did were max-softmax), and a request for another
 measure is refused.
 """
+import argparse
 import json
 import os
 import os.path as osp
@@ -14,11 +15,11 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .confidence import DEFAULT_CONFIDENCE, check_confidence
+from .confidence import CONFIDENCES, DEFAULT_CONFIDENCE, check_confidence
 
 __all__ = ['check_thresholds', 'resolve_confidence', 'load_thresholds',
            'parse_thresholds', 'thresholds_from_budget_json',
-           'select_thresholds']
+           'select_thresholds', 'add_threshold_args', 'check_threshold_args']
 
 
 def check_thresholds(thresholds, num_exits: int) -> np.ndarray:
@@ -165,3 +166,27 @@ def select_thresholds(thresholds=None, budget_json: Optional[str] = None,
     values, confidence = thresholds_from_budget_json(
         budget_json, budget_index, config, checkpoint, confidence)
     return values, confidence, f'{budget_json} budget {budget_index}'
+
+
+def add_threshold_args(parser: argparse.ArgumentParser) -> None:
+    """The thresholds options of an early-exit tool (the arguments of
+    :func:`select_thresholds`): ``--thresholds FILE_OR_VALUES`` or
+    ``--budget-json JSON --budget-index P``, and ``--confidence``."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument('--thresholds', metavar='FILE_OR_VALUES')
+    src.add_argument('--budget-json', metavar='JSON')
+    parser.add_argument('--budget-index', metavar='P',
+                        help='budget p (1-based) or "target"; with '
+                        '--budget-json')
+    parser.add_argument('--confidence', choices=CONFIDENCES,
+                        help='the confidence measure the thresholds were '
+                        'fitted with (default: what the thresholds file or '
+                        'budgeted.json records, else max_softmax)')
+
+
+def check_threshold_args(parser: argparse.ArgumentParser,
+                         args: argparse.Namespace) -> None:
+    """Refuse (``parser.error``) what argparse cannot: ``--budget-json``
+    without ``--budget-index``."""
+    if args.budget_json and args.budget_index is None:
+        parser.error('--budget-json needs --budget-index P')

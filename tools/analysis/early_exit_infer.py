@@ -38,9 +38,10 @@ from mmengine.config import DictAction
 import hdkd_mm  # noqa: F401
 from hdkd_mm.analysis.flops import default_input_shape, exit_costs
 from hdkd_mm.evaluation.budgeted_eval import test_loader_cfg
-from hdkd_mm.evaluation.confidence import CONFIDENCES
 from hdkd_mm.evaluation.early_exit_eval import evaluate_early_exit
-from hdkd_mm.evaluation.thresholds import (check_thresholds,
+from hdkd_mm.evaluation.thresholds import (add_threshold_args,
+                                           check_threshold_args,
+                                           check_thresholds,
                                            select_thresholds)
 from hdkd_mm.evaluation.fast_inference import optimize_for_inference
 from hdkd_mm.evaluation.inference import build_model_from_checkpoint
@@ -55,15 +56,7 @@ def parse_args(argv=None):
         epilog=__doc__.split('\n', 2)[2])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument('--thresholds', metavar='FILE_OR_VALUES')
-    src.add_argument('--budget-json', metavar='JSON')
-    parser.add_argument('--budget-index', metavar='P',
-                        help='budget p (1-based) or "target"; with '
-                        '--budget-json')
-    parser.add_argument('--confidence', choices=CONFIDENCES,
-                        help='confidence measure (default: the one the '
-                        'thresholds record, else max_softmax)')
+    add_threshold_args(parser)
     parser.add_argument('--batch-size', type=int,
                         help='test batch size (default: the config\'s)')
     parser.add_argument('--verify', action='store_true',
@@ -76,8 +69,7 @@ def parse_args(argv=None):
     parser.add_argument('--out', required=True, help='JSON file to write')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
-    if args.budget_json and args.budget_index is None:
-        parser.error('--budget-json needs --budget-index P')
+    check_threshold_args(parser, args)
     if args.batch_size is not None and args.batch_size < 1:
         parser.error('--batch-size must be >= 1')
     return args

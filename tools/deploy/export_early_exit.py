@@ -34,8 +34,9 @@ import hdkd_mm  # noqa: F401
 from hdkd_mm.analysis.flops import default_input_shape, exit_costs
 from hdkd_mm.deploy.export import export_early_exit
 from hdkd_mm.evaluation.budgeted_eval import test_loader_cfg
-from hdkd_mm.evaluation.confidence import CONFIDENCES
-from hdkd_mm.evaluation.thresholds import (check_thresholds,
+from hdkd_mm.evaluation.thresholds import (add_threshold_args,
+                                           check_threshold_args,
+                                           check_thresholds,
                                            select_thresholds)
 from hdkd_mm.evaluation.inference import build_model_from_checkpoint
 from hdkd_mm.launch import load_config, prepare_config
@@ -49,22 +50,12 @@ def parse_args(argv=None):
         epilog=__doc__.split('\n', 2)[2])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument('--thresholds', metavar='FILE_OR_VALUES')
-    src.add_argument('--budget-json', metavar='JSON')
-    parser.add_argument('--budget-index', metavar='P',
-                        help='budget p (1-based) or "target"; with '
-                        '--budget-json')
-    parser.add_argument('--confidence', choices=CONFIDENCES,
-                        help='the confidence measure the thresholds were '
-                        'fitted with (default: what the thresholds file or '
-                        'budgeted.json records, else max_softmax)')
+    add_threshold_args(parser)
     parser.add_argument('--opset', type=int, default=17)
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
-    if args.budget_json and args.budget_index is None:
-        parser.error('--budget-json needs --budget-index P')
+    check_threshold_args(parser, args)
     return args
 
 
