@@ -85,7 +85,7 @@ def test_mini_suite_end_to_end_and_skip(tiny_configs, tmp_path):
     # one seed: an effect, no interval, no verdict either way
     assert len(rows) == 1 and rows[0][0] == 'DBT lifts exit 1'
     row = dict(zip(header, rows[0]))
-    assert row['n'] == '1' and row['verdict'] == 'inconclusive'
+    assert row['n'] == '1' and row['verdict'] == 'one seed'
     assert row['detectable'] == '–' and row['paper'] == '+6.48 → +6.48'
     for name in ('anytime_top1.png', 'budgeted.png', 'budgeted.md',
                  'regime.md', 'runs.md', 'timing.md', 'report.md'):
@@ -540,8 +540,8 @@ def test_rerun_table_compares_runs_and_claims(tmp_path):
     assert 'other/default/seed0' not in rows
     assert 'Largest change of an exit: 2.25 points over 2 run(s).' in table
     # the claim (dbt − msdnet at the first exit): +2.50 kept, −0.75 re-run;
-    # one kept seed gives no interval, so the kept verdict is inconclusive
-    assert rows['DBT lifts exit 1'][3:] == ['+2.50', '-0.75', 'inconclusive']
+    # one kept seed gives no interval, so there is no kept verdict yet
+    assert rows['DBT lifts exit 1'][3:] == ['+2.50', '-0.75', 'one seed']
 
 
 def test_compare_reruns_tool_names_a_missing_folder(tmp_path):

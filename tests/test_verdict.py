@@ -88,10 +88,13 @@ def test_interval_verdicts(runs):
     e = claim_effect(runs, dict(a='a', b='b', exit='mean', expect='=',
                                 margin=3.0))
     assert e['verdict'] == 'inconclusive'
-    # one paired seed: no interval; no paired seed: the cell is not run yet
+    # one paired seed: no interval, so no verdict (not 'inconclusive',
+    # which says the seeds could have shown the effect); no paired seed:
+    # the cell is not run yet
     e = claim_effect(runs[:1] + runs[3:4], dict(a='a', b='b', exit='first',
                                                 expect='+', paper='+9'))
-    assert e['n'] == 1 and e['verdict'] == 'inconclusive'
+    assert e['n'] == 1 and e['verdict'] == 'one seed'
+    assert math.isnan(e['detectable']) and e['limits'] == []
     e = claim_effect(runs, dict(a='a', b='c', exit='first', expect='+'))
     assert e['n'] == 0 and e['verdict'] == 'not run yet'
 

@@ -155,7 +155,8 @@ def claims_table(suite, done) -> str:
              'other side (outside): contradicted; else **not testable '
              'here** when detectable > |paper| (for \'=\': ≥ margin) or, at '
              'an exit before the last, room (test) < |paper|, the reason '
-             'in brackets; else inconclusive; n = 0: not run yet. Whatever '
+             'in brackets; else inconclusive; n = 1: one seed (no interval); '
+             'n = 0: not run yet. Whatever '
              'the verdict, the table says when the paper\'s effect lies '
              'outside the interval.', '',
              '| claim | a − b | exit | expect | n | effect | 95 % interval '

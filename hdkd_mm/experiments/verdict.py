@@ -34,7 +34,8 @@ The verdict:
   effect: h > |E| (for ``'='``: h ≥ margin, so the interval can never fit),
   or, at an exit before the last, the room < |E|; and **inconclusive**
   when they could have (or when the paper gives no number to judge by);
-* one common seed: inconclusive (no interval); none: **not run yet**.
+* one common seed: **one seed** (no interval, no verdict yet: a suite in
+  progress); none: **not run yet**.
 
 Beside the verdict, whether E lies outside the interval: the seeds may
 disagree with the paper's size even where they cannot decide the sign.
@@ -176,7 +177,7 @@ def claim_effect(done: List[Dict], claim: Dict) -> Dict:
                power=math.nan, room_test=space['test'],
                room_train=space['train'], paper=paper, paper_outside=False,
                limits=[],
-               verdict='not run yet' if n == 0 else 'inconclusive')
+               verdict='not run yet' if n == 0 else 'one seed')
     if n == 0:
         return out
     out['mean'] = float(diffs.mean())
