@@ -1,5 +1,6 @@
 """What ``tools/train.py`` and ``tools/test.py`` share: turning command-line
 arguments into a runnable MMEngine config, on GPUs or on CPU (gloo)."""
+import gc
 import os
 import os.path as osp
 
@@ -85,8 +86,23 @@ def build_runner(cfg: Config):
     return RUNNERS.build(cfg)
 
 
-def finish_distributed() -> None:
-    """Destroy the process group so that ranks exit cleanly (without it,
-    gloo ranks sometimes abort at interpreter exit)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+def finish_distributed(completed: bool = True) -> None:
+    """Tear the process group down while the interpreter is fully alive.
+
+    Call it after the caller has dropped its runner. A gloo rank that reaches
+    interpreter finalization with a live process group (the DDP wrapper and
+    its reducer hold one) can abort with "terminate called without an active
+    exception" (SIGABRT) after a run that completed: the group's worker
+    threads release tensors whose Python objects need the GIL, which
+    finalization no longer grants. So: collect the dropped runner's cycles,
+    let every rank arrive (only after a completed run: a rank that failed
+    would leave the others waiting), then destroy every group.
+    """
+    if not (torch.distributed.is_available()
+            and torch.distributed.is_initialized()):
+        return
+    gc.collect()
+    if completed:
+        torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    gc.collect()

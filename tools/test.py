@@ -126,12 +126,15 @@ def main(argv=None):
             else [cfg.test_evaluator]) + [
                 dict(type='DumpResults', out_file_path=args.out)]
     runner = build_runner(cfg)
+    completed = False
     try:
         metrics = runner.test()
         if args.out and args.out_item == 'metrics' and is_main_process():
             mmengine.dump(metrics, args.out)
+        completed = True
     finally:
-        finish_distributed()
+        del runner  # the DDP wrapper holds the process group
+        finish_distributed(completed)
     return metrics
 
 

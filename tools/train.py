@@ -56,10 +56,13 @@ def main():
         cfg.auto_scale_lr.enable = True
     runner = build_runner(cfg)
     check_training_setup(runner)  # before anything is trained or loaded
+    completed = False
     try:
         runner.train()
+        completed = True
     finally:
-        finish_distributed()
+        del runner  # the DDP wrapper holds the process group
+        finish_distributed(completed)
 
 
 if __name__ == '__main__':
